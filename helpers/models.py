@@ -1,0 +1,218 @@
+"""The four model families of the reference reports, each with a width multiplier.
+
+``width`` scales every channel count (and SimpleCNN's hidden layer) so the quick profile can
+train a narrow copy on a CPU; the parameter counts quoted below are for ``width=1`` and are
+asserted in tests/test_models.py.
+
+| name             | report / notebook            | parameters (10 classes) |
+| ---------------- | ---------------------------- | ----------------------- |
+| flexible_cnn     | 000 / 01 stress test         | 2,735,946 plain, 2,777,674 residual |
+| resnet18_cifar   | 001, 003 / 02 CutMix, 04     | 11,173,962              |
+| budget_resnet    | 002 / 03 ResNet budget       | 4,754,218               |
+| simple_cnn       | 004 / 05 BN ablation         | 620,362 / 621,322 with BN |
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models import resnet18
+from torchvision.models.resnet import BasicBlock
+
+
+def scale(channels: int, width: float) -> int:
+    """Channels after the width multiplier (at least 1)."""
+    return max(1, round(channels * width))
+
+
+def conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    """3x3 convolution (no bias: BatchNorm's shift replaces it) followed by BatchNorm."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out))
+
+
+class FlexibleBlock(nn.Module):
+    """Two ConvBN layers; with ``residual`` the input is added back before the last ReLU.
+
+    The shortcut is the identity, or a learned 1x1 projection (+BN) when the stride or the
+    channel count changes. Without ``residual`` no projection exists, so the two variants share
+    every other parameter.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int, residual: bool):
+        super().__init__()
+        self.conv1 = conv_bn(c_in, c_out, stride)
+        self.conv2 = conv_bn(c_out, c_out)
+        self.residual = residual
+        self.shortcut = None
+        if residual and (stride != 1 or c_in != c_out):
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x):
+        out = self.conv2(torch.relu(self.conv1(x)))
+        if self.residual:
+            out = out + (x if self.shortcut is None else self.shortcut(x))
+        return torch.relu(out)
+
+
+class FlexibleCNN(nn.Module):
+    """Report 000's FlexibleCNN (notebook 01, stress test).
+
+    A 3x3 conv stem with 64 channels and BatchNorm, then three stages of 64, 128 and 256
+    channels. The report does not give the block count: we use **2 blocks per stage** (6 blocks,
+    13 conv layers in all), the first block of stages 2 and 3 downsampling with stride 2. Global
+    average pooling and one linear layer follow. ``residual=True`` changes only the blocks
+    (see :class:`FlexibleBlock`): 2,735,946 parameters plain, 2,777,674 residual.
+    """
+
+    blocks_per_stage = 2
+
+    def __init__(self, num_classes: int = 10, residual: bool = False, width: float = 1.0):
+        super().__init__()
+        c = [scale(n, width) for n in (64, 64, 128, 256)]
+        self.stem = nn.Sequential(conv_bn(3, c[0]), nn.ReLU(inplace=True))
+        stages = []
+        for i, (c_in, c_out) in enumerate(zip(c[:-1], c[1:])):
+            stride = 1 if i == 0 else 2
+            blocks = [FlexibleBlock(c_in, c_out, stride, residual)]
+            blocks += [FlexibleBlock(c_out, c_out, 1, residual) for _ in range(self.blocks_per_stage - 1)]
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c[-1], num_classes)
+
+    def forward(self, x):
+        x = self.stages(self.stem(x))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+class CifarResNet(nn.Module):
+    """A ResNet for 32x32 inputs built from torchvision's ``BasicBlock``.
+
+    3x3 stride-1 stem (no max-pool: a 32x32 image has no pixels to spare), stages of
+    BasicBlocks, a 1x1 conv + BN shortcut where the stride or channel count changes, global
+    average pooling and a linear layer. Module names follow torchvision (conv1, bn1,
+    layer1.., fc) so weights are interchangeable with a torchvision ResNet of the same shape.
+    """
+
+    def __init__(self, blocks, channels, strides, stem_channels, num_classes=10, width=1.0):
+        super().__init__()
+        channels = [scale(ch, width) for ch in channels]
+        c_in = scale(stem_channels, width)
+        self.conv1 = nn.Conv2d(3, c_in, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.relu = nn.ReLU(inplace=True)
+        for i, (n, c_out, stride) in enumerate(zip(blocks, channels, strides), start=1):
+            layer = []
+            for j in range(n):
+                s = stride if j == 0 else 1
+                down = None
+                if s != 1 or c_in != c_out:
+                    down = nn.Sequential(nn.Conv2d(c_in, c_out, 1, s, bias=False), nn.BatchNorm2d(c_out))
+                layer.append(BasicBlock(c_in, c_out, s, down))
+                c_in = c_out
+            self.add_module(f"layer{i}", nn.Sequential(*layer))
+        self.num_stages = len(blocks)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c_in, num_classes)
+        # torchvision's initialisation, so a width-1 model trains like torchvision's resnet18
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        for i in range(1, self.num_stages + 1):
+            x = getattr(self, f"layer{i}")(x)
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def resnet18_cifar(num_classes: int = 10, width: float = 1.0) -> CifarResNet:
+    """ResNet-18 for CIFAR (reports 001 and 003; notebooks 02 and 04): 11,173,962 parameters.
+
+    Identical in structure and parameter names to ``torchvision.models.resnet18`` with its stem
+    replaced by a 3x3 stride-1 conv and the max-pool removed (see :func:`torchvision_resnet18_cifar`,
+    which tests compare against); built here so the width multiplier applies.
+    """
+    return CifarResNet([2, 2, 2, 2], [64, 128, 256, 512], [1, 2, 2, 2], 64, num_classes, width)
+
+
+def torchvision_resnet18_cifar(num_classes: int = 10) -> nn.Module:
+    """torchvision's ResNet-18 with the CIFAR stem, the reference :func:`resnet18_cifar` matches."""
+    model = resnet18(num_classes=num_classes)
+    model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+def BudgetResNet(num_classes: int = 10, width: float = 1.0) -> CifarResNet:  # noqa: N802 (a model name)
+    """Report 002's <=5M-parameter ResNet (notebook 03): 4,754,218 parameters.
+
+    BasicBlocks in stages of [4, 4, 4, 3], channels [32, 64, 128, 256], strides [1, 2, 2, 2],
+    a 3x3 stem with 32 channels, 1x1 conv shortcuts on a stride or channel change.
+    """
+    return CifarResNet([4, 4, 4, 3], [32, 64, 128, 256], [1, 2, 2, 2], 32, num_classes, width)
+
+
+class SimpleCNN(nn.Module):
+    """Report 004's three-block CNN (notebook 05, BN ablation).
+
+    Three blocks of conv3x3 (32, 64, 128 channels) + ReLU + 2x2 max-pool, then
+    Linear(2048, 256), ReLU, Dropout(0.5), Linear(256, classes): 620,362 parameters.
+    ``batch_norm=True`` adds BatchNorm2d after each conv and BatchNorm1d after the first linear
+    layer, each before its ReLU, and changes nothing else: 621,322 parameters.
+    """
+
+    def __init__(self, num_classes: int = 10, batch_norm: bool = False, width: float = 1.0):
+        super().__init__()
+        c = [scale(n, width) for n in (32, 64, 128)]
+        hidden = scale(256, width)
+        layers, c_in = [], 3
+        for c_out in c:
+            # the conv keeps its bias in both variants so BN is the only change (the report's counts)
+            layers.append(nn.Conv2d(c_in, c_out, 3, padding=1))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(c_out))
+            layers += [nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        head = [nn.Flatten(), nn.Linear(c_in * 4 * 4, hidden)]
+        if batch_norm:
+            head.append(nn.BatchNorm1d(hidden))
+        head += [nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(hidden, num_classes)]
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+MODELS = {
+    "flexible_cnn": FlexibleCNN,
+    "resnet18_cifar": resnet18_cifar,
+    "budget_resnet": BudgetResNet,
+    "simple_cnn": SimpleCNN,
+}
+
+
+def build_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
+    """Build a model by its name in :data:`MODELS` (all notebooks, through ``train.fit``)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+    return MODELS[name](num_classes=num_classes, **kwargs)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (notebooks 03 and 04 report it against a budget)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def last_conv(model: nn.Module) -> nn.Module:
+    """The last ``Conv2d`` of a model: the default Grad-CAM target layer (notebooks 01, 02)."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"{type(model).__name__} has no Conv2d layer")
+    return convs[-1]

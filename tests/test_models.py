@@ -1,0 +1,70 @@
+"""Parameter counts from the reports, forward shapes, and the width multiplier."""
+
+import pytest
+import torch
+
+from helpers.models import (MODELS, build_model, count_parameters, last_conv, resnet18_cifar,
+                            torchvision_resnet18_cifar)
+
+# (name, kwargs, parameters at width 1 for 10 classes) -- the numbers the reports give
+REPORT_COUNTS = [
+    ("resnet18_cifar", {}, 11_173_962),                # reports 001, 003
+    ("budget_resnet", {}, 4_754_218),                  # report 002
+    ("simple_cnn", {}, 620_362),                       # report 004
+    ("simple_cnn", {"batch_norm": True}, 621_322),     # report 004
+    ("flexible_cnn", {}, 2_735_946),                   # report 000 gives none: our 2-blocks-per-stage choice
+    ("flexible_cnn", {"residual": True}, 2_777_674),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,count", REPORT_COUNTS)
+def test_parameter_counts_match_reports(name, kwargs, count):
+    assert count_parameters(build_model(name, **kwargs)) == count
+
+
+def test_budget_resnet_is_within_budget():
+    assert count_parameters(build_model("budget_resnet")) <= 5_000_000
+
+
+def test_resnet18_cifar_matches_torchvision_structure():
+    ours, ref = resnet18_cifar(), torchvision_resnet18_cifar()
+    ref_shapes = {k: v.shape for k, v in ref.state_dict().items()}
+    assert {k: v.shape for k, v in ours.state_dict().items()} == ref_shapes
+    ours.load_state_dict(ref.state_dict())  # interchangeable weights
+    ours.eval(), ref.eval()
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(ours(x), ref(x))
+
+
+def test_flexible_variants_differ_only_by_projections():
+    plain = build_model("flexible_cnn").state_dict()
+    res = build_model("flexible_cnn", residual=True).state_dict()
+    extra = set(res) - set(plain)
+    assert set(plain) <= set(res)
+    assert extra and all(".shortcut." in k for k in extra)
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("width", [1.0, 0.25])
+def test_forward_shapes(name, width):
+    model = build_model(name, num_classes=7, width=width).eval()
+    assert model(torch.randn(3, 3, 32, 32)).shape == (3, 7)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_width_multiplier_shrinks_models(name):
+    assert count_parameters(build_model(name, width=0.25)) < count_parameters(build_model(name)) / 8
+
+
+def test_cifar100_head():
+    assert build_model("resnet18_cifar", num_classes=100).fc.out_features == 100
+
+
+def test_unknown_model_names_valid_choices():
+    with pytest.raises(ValueError, match="valid models: flexible_cnn, resnet18_cifar"):
+        build_model("resnet50")
+
+
+def test_last_conv_is_the_deepest_conv():
+    model = build_model("simple_cnn")
+    assert last_conv(model) is model.features[6]
