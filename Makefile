@@ -21,7 +21,7 @@ test: $(VENV)/.installed      ## the test suite (smoke-profile notebooks include
 
 lab: $(VENV)/.installed       ## open the notebooks in JupyterLab with the same environment and kernel
 	$(PY) -m helpers.reports --install-kernel
-	$(PY) -m jupyter lab notebooks/
+	JUPYTER_PREFER_ENV_PATH=1 $(PY) -m jupyter lab notebooks/
 
 bench: $(VENV)/.installed     ## benchmark suite: prints a table, writes benchmarks/results/latest.json
 	$(PY) -m benchmarks.run

@@ -1,0 +1,568 @@
+"""Headless runner: execute the study notebooks with papermill and export HTML/PDF reports.
+
+Command line (run from anywhere; ``-h`` for all options)::
+
+    python -m helpers.reports                          # every notebook, profile "quick"
+    python -m helpers.reports 05 cutmix_study --profile smoke --no-pdf
+    python -m helpers.reports 03 -p seed 1 -p device cpu
+    python -m helpers.reports --list                   # notebook names and their parameters
+    python -m helpers.reports --sync                   # pair/sync notebooks/*.py, strip outputs
+
+For each notebook it writes ``<output>/<profile>/<stem>/``: the executed ``<stem>.ipynb``, its
+``<stem>.html`` and ``<stem>.pdf`` exports and a ``run.json`` record, next to whatever the notebook
+itself writes there (``metrics.json``, ``figures/``). ``<output>/<profile>/index.html`` links them all.
+
+Python::
+
+    from helpers.reports import run_notebooks, list_notebooks
+    results = run_notebooks(["05"], profile="smoke", pdf=False)
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS_DIR = ROOT / "notebooks"
+REPORTS_DIR = ROOT / "reports"
+KERNEL = "python3"
+# Parameters the runner always sets itself; -p may not override them (use the options instead).
+RUNNER_PARAMS = {"profile": "--profile", "dataset": "--dataset", "output_dir": "--output"}
+PDF_HINT = ("PDF skipped: xelatex/pandoc not found (install: apt-get install texlive-xetex "
+            "texlive-fonts-recommended texlive-plain-generic pandoc)")
+
+
+def parse_value(text: str):
+    """Parse a -p value the way papermill's CLI does: True/False/None/int/float, else the string."""
+    try:  # papermill's own parser; private, so keep a copy for the day it moves
+        from papermill.cli import _resolve_type
+    except ImportError:  # pragma: no cover
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return {"True": True, "False": False, "None": None}.get(text, text)
+    return _resolve_type(text)
+
+
+class UsageError(ValueError):
+    """A bad request found before anything ran (the command line exits with status 2)."""
+
+
+@dataclass
+class Result:
+    """What happened to one notebook: status is "ok", "failed at cell N" or "skipped"."""
+
+    notebook: str
+    status: str
+    seconds: float = 0.0
+    export_seconds: float = 0.0
+    folder: str = ""
+    html: str | None = None
+    pdf: str | None = None
+    pdf_note: str = "no"
+    error: str | None = None
+    metrics: dict = field(default_factory=dict)
+    finished: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the notebook ran to the end."""
+        return self.status == "ok"
+
+
+# --- choosing notebooks and parameters -------------------------------------------------------
+
+def list_notebooks(notebooks_dir: str | Path | None = None) -> list[str]:
+    """Return the stems of the notebooks in ``notebooks_dir`` (default ``notebooks/``), sorted."""
+    folder = Path(notebooks_dir or NOTEBOOKS_DIR)
+    return sorted(p.stem for p in folder.glob("*.ipynb"))
+
+
+def resolve_notebook(name: str, stems: list[str]) -> str:
+    """Map a stem, a number ("05" or "5") or a short name ("bn_ablation") to a notebook stem."""
+    name = Path(name).stem if name.endswith(".ipynb") else name
+    for stem in stems:
+        number, _, short = stem.partition("_")
+        if name in (stem, short) or (name.isdigit() and number.isdigit() and int(name) == int(number)):
+            return stem
+    raise UsageError(f"unknown notebook {name!r} (valid: {', '.join(stems) or 'none found'})")
+
+
+def notebook_params(path: Path) -> dict:
+    """Return the parameters declared in the notebook's ``parameters`` cell (papermill's view)."""
+    import papermill
+
+    return papermill.inspect_notebook(str(path))
+
+
+def check_params(path: Path, params: dict) -> None:
+    """Raise UsageError unless the notebook declares a parameters cell and every name in params."""
+    declared = notebook_params(path)
+    if not declared:
+        raise UsageError(f"{path.name} has no cell tagged 'parameters'")
+    for name in params:
+        if name in RUNNER_PARAMS:
+            raise UsageError(f"parameter {name!r} is set by the runner; use {RUNNER_PARAMS[name]}")
+        if name not in declared:
+            raise UsageError(f"unknown parameter {name!r} for {path.stem} "
+                             f"(valid: {', '.join(declared)})")
+
+
+def plan(names, profile: str, params: dict, notebooks_dir) -> list[Path]:
+    """Validate the whole request before anything runs; return the notebook paths to execute."""
+    from helpers.profiles import PROFILES  # imported here: it pulls in torch (seconds)
+
+    if profile not in PROFILES:
+        raise UsageError(f"unknown profile {profile!r} (valid: {', '.join(PROFILES)})")
+    folder = Path(notebooks_dir or NOTEBOOKS_DIR)
+    stems = list_notebooks(folder)
+    if not stems:
+        raise UsageError(f"no notebooks found in {folder}")
+    chosen = [resolve_notebook(str(n), stems) for n in names] if names else stems
+    paths = [folder / f"{stem}.ipynb" for stem in dict.fromkeys(chosen)]  # dedupe, keep order
+    for path in paths:
+        check_params(path, params)
+    return paths
+
+
+# --- kernel -----------------------------------------------------------------------------------
+
+def kernel_is_ours(spec) -> bool:
+    """True when a kernelspec starts this interpreter's environment.
+
+    jupyter_client swaps an argv[0] of "python"/"python3"/"python3.X" for sys.executable, so those
+    count as ours; otherwise compare bin folders (realpath would equate a venv with its base).
+    """
+    exe = spec.argv[0] if spec.argv else ""
+    if exe in {"python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]}:
+        return True
+    return Path(exe).absolute().parent == Path(sys.executable).absolute().parent
+
+
+def find_kernel():
+    """Return the kernelspec papermill would get for KERNEL, or None when there is none."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        return KernelSpecManager().get_kernel_spec(KERNEL)
+    except NoSuchKernel:
+        return None
+
+
+def install_env_kernel() -> None:
+    """Register KERNEL in sys.prefix for this interpreter (``ipykernel install --sys-prefix``)
+    unless a spec there already runs it."""
+    from ipykernel.kernelspec import install
+    from jupyter_client.kernelspec import KernelSpec
+
+    folder = Path(sys.prefix, "share", "jupyter", "kernels", KERNEL)
+    if (folder / "kernel.json").is_file() and kernel_is_ours(KernelSpec.from_resource_dir(str(folder))):
+        return
+    install(kernel_name=KERNEL, prefix=sys.prefix)
+
+
+def ensure_kernel() -> str:
+    """Make KERNEL resolve to this environment's Python; return the kernelspec folder used.
+
+    A ``python3`` spec registered at user level (say for the system Python) shadows the venv's
+    unless Jupyter prefers environment paths, so: register one in sys.prefix (``--sys-prefix``)
+    if missing, and set JUPYTER_PREFER_ENV_PATH=1 for this process so it wins.
+    """
+    spec = find_kernel()
+    if spec is not None and kernel_is_ours(spec):
+        return spec.resource_dir
+    if spec is not None:
+        print(f"note: kernel {KERNEL!r} at {spec.resource_dir} runs another Python "
+              f"({spec.argv[0]}); preferring this environment's", flush=True)
+    install_env_kernel()
+    os.environ["JUPYTER_PREFER_ENV_PATH"] = "1"
+    spec = find_kernel()
+    if spec is None or not kernel_is_ours(spec):
+        where = spec.resource_dir if spec else "nowhere"
+        raise UsageError(f"kernel {KERNEL!r} resolves to {where} ({spec.argv[0] if spec else '-'}), "
+                         f"not {sys.executable}; remove it (jupyter kernelspec remove {KERNEL}) "
+                         "or fix JUPYTER_PATH")
+    return spec.resource_dir
+
+
+@contextmanager
+def kernel_env():
+    """Environment for the kernels papermill starts; restores os.environ afterwards."""
+    saved = dict(os.environ)
+    # A non-inline backend (MPLBACKEND=Agg, common in CI) stops ipykernel from installing the
+    # inline backend, so figures would vanish from the executed notebooks and their reports.
+    os.environ.pop("MPLBACKEND", None)
+    # Let the kernel import helpers from this checkout even if the package is not installed.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), saved.get("PYTHONPATH")]))
+    # Progress bars are for people watching a live notebook; in a saved report they are widget
+    # placeholders ("HBox(children=...)") or pages of redrawn bars. The runner prints progress.
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+# --- running one notebook ---------------------------------------------------------------------
+
+def clear_previous(folder: Path, stem: str) -> None:
+    """Delete the outputs of an earlier run so a failed run cannot show stale metrics/figures."""
+    for name in (f"{stem}.ipynb", f"{stem}.html", f"{stem}.pdf", "run.json", "metrics.json"):
+        (folder / name).unlink(missing_ok=True)
+    shutil.rmtree(folder / "figures", ignore_errors=True)
+
+
+def source_cell(executed_index: int, source_nb) -> int:
+    """Map a cell index in papermill's output (which has the injected cell) to a 1-based
+    position in the source notebook, the way a reader counts cells; 0 means the injected cell."""
+    tagged = [i for i, c in enumerate(source_nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    injected = tagged[0] + 1 if tagged else 0
+    if executed_index == injected:
+        return 0
+    return executed_index + (0 if executed_index > injected else 1)
+
+
+def describe_failure(err: Exception, source: Path, executed: Path) -> tuple[str, str]:
+    """Return (status, one-paragraph message) for a failed run: cell, its first line, the error."""
+    import nbformat
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(err, PapermillExecutionError):
+        index, code, what = err.cell_index, err.source, f"{err.ename}: {err.evalue}"
+    else:  # timeout, dead kernel...: blame the last cell papermill started
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        what, index, code = f"{type(err).__name__}: {first_line}", None, ""
+        if executed.exists():
+            cells = nbformat.read(executed, as_version=4).cells
+            started = [i for i, c in enumerate(cells)
+                       if c.metadata.get("papermill", {}).get("start_time")]
+            if started:
+                index, code = started[-1], cells[started[-1]].source
+    if index is None:
+        return "failed", what
+    number = source_cell(index, nbformat.read(source, as_version=4))
+    cell = f"cell {number}" if number else "the injected parameters cell"
+    first = next((line for line in code.splitlines() if line.strip()), "")
+    return f"failed at {cell}", f"{what}\n    {cell}: {first}"
+
+
+def execute(source: Path, target: Path, parameters: dict, timeout: int | None) -> None:
+    """Run one notebook with papermill into ``target`` (kernel python3, cwd = notebook folder)."""
+    import papermill
+
+    papermill.execute_notebook(
+        str(source), str(target), parameters=parameters, kernel_name=KERNEL,
+        cwd=str(source.parent), execution_timeout=timeout,
+        # tqdm's bar suits a terminal but fills CI logs with carriage returns.
+        progress_bar=sys.stderr.isatty())
+
+
+def export_html(executed: Path) -> Path:
+    """Write ``<stem>.html`` next to the executed notebook (figures embedded as data URIs)."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(executed))
+    target = executed.with_suffix(".html")
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def pdf_engine_missing() -> list[str]:
+    """Return the tools nbconvert's PDF export needs that are not on PATH."""
+    return [tool for tool in ("xelatex", "pandoc") if not shutil.which(tool)]
+
+
+# nbconvert's LaTeX uses Latin Modern, which silently drops Greek text, "≈", "≥", "✓"... from
+# the PDF; switch to DejaVu where it is installed (fontspec's test keeps other machines working).
+PDF_TEMPLATE = r"""((* extends 'index.tex.j2' *))
+((* block packages *))
+((( super() )))
+    \ifdefined\IfFontExistsTF
+        \IfFontExistsTF{DejaVu Serif}{\setmainfont{DejaVu Serif}}{}
+        \IfFontExistsTF{DejaVu Sans}{\setsansfont{DejaVu Sans}}{}
+        \IfFontExistsTF{DejaVu Sans Mono}{\setmonofont{DejaVu Sans Mono}[Scale=0.85]}{}
+    \fi
+((* endblock packages *))
+"""
+
+
+def export_pdf(executed: Path) -> Path:
+    """Write ``<stem>.pdf`` next to the executed notebook via nbconvert (LaTeX + xelatex)."""
+    from jinja2 import DictLoader
+    from nbconvert import PDFExporter
+
+    exporter = PDFExporter(extra_loaders=[DictLoader({"reports.tex.j2": PDF_TEMPLATE})],
+                           template_file="reports.tex.j2")
+    # metadata.path lets LaTeX find files the notebook refers to by relative path.
+    resources = {"metadata": {"path": str(executed.parent), "name": executed.stem}}
+    body, _ = exporter.from_filename(str(executed), resources=resources)
+    target = executed.with_suffix(".pdf")
+    target.write_bytes(body)
+    return target
+
+
+def read_metrics(folder: Path) -> dict:
+    """Return the headline metrics in ``folder/metrics.json``: top-level numbers and short
+    strings (not the figures list); {} if the file is missing or not JSON."""
+    try:
+        data = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k != "figures" and (
+        isinstance(v, (int, float)) or (isinstance(v, str) and len(v) <= 40))}
+
+
+def export(result: Result, executed: Path, pdf: bool) -> None:
+    """Export HTML (always, for inspection) and PDF (finished runs only) into result's folder;
+    an export error is recorded in result rather than raised."""
+    try:
+        result.html = export_html(executed).name
+        if result.ok and not pdf:
+            result.pdf_note = "skipped"
+        elif result.ok:
+            result.pdf_note = "export failed"  # until it succeeds
+            result.pdf = export_pdf(executed).name
+            result.pdf_note = "yes"
+    except Exception as err:  # a broken export must not hide the run or stop the other notebooks
+        message = f"export failed: {type(err).__name__}: {str(err)[-500:]}"
+        result.error = f"{result.error}\n    {message}" if result.error else message
+
+
+def run_one(source: Path, profile: str, dataset: str, params: dict, out: Path,
+            timeout: int | None, pdf: bool) -> Result:
+    """Execute one notebook, export it, record ``run.json``; failures become the Result."""
+    folder = (out / profile / source.stem).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    clear_previous(folder, source.stem)
+    executed = folder / f"{source.stem}.ipynb"
+    parameters = {"profile": profile, "output_dir": str(folder), **params}
+    if dataset is not None:  # None leaves the notebook's default: the profile's own dataset
+        parameters["dataset"] = dataset
+    result = Result(source.stem, "ok", folder=str(folder))
+    start = time.perf_counter()
+    try:
+        execute(source, executed, parameters, timeout)
+    except Exception as err:  # any failure is reported per notebook; the others still run
+        result.status, result.error = describe_failure(err, source, executed)
+    result.seconds = round(time.perf_counter() - start, 1)
+    start = time.perf_counter()
+    if executed.exists():  # papermill keeps the partial notebook of a failed run: export it too
+        export(result, executed, pdf)
+    result.export_seconds = round(time.perf_counter() - start, 1)
+    result.metrics = read_metrics(folder)
+    result.finished = datetime.now().isoformat(timespec="seconds")
+    (folder / "run.json").write_text(json.dumps(asdict(result), indent=1))
+    return result
+
+
+# --- index and summary ------------------------------------------------------------------------
+
+def load_runs(profile_dir: Path, stems: list[str]) -> list[Result]:
+    """Return the recorded run of every notebook known here (this run or earlier ones);
+    notebooks with no record count as skipped."""
+    recorded = {p.parent.name: p for p in profile_dir.glob("*/run.json")}
+    runs = []
+    for stem in sorted(set(stems) | set(recorded)):
+        try:
+            runs.append(Result(**json.loads(recorded[stem].read_text())))
+        except (KeyError, OSError, ValueError, TypeError):
+            runs.append(Result(stem, "skipped"))
+    return runs
+
+
+def link(href: str | None, label: str) -> str:
+    """Return an HTML link, or an empty string when there is nothing to link to."""
+    return f'<a href="{html.escape(href)}">{label}</a>' if href else ""
+
+
+def write_index(profile_dir: Path, stems: list[str]) -> Path:
+    """Write ``index.html``: one row per notebook with links, status, time and headline metrics."""
+    rows = []
+    for r in load_runs(profile_dir, stems):
+        files = " ".join(filter(None, [link(r.html and f"{r.notebook}/{r.html}", "HTML"),
+                                        link(r.pdf and f"{r.notebook}/{r.pdf}", "PDF")]))
+        metrics = "<br>".join(f"{html.escape(k)}: {html.escape(fmt(v))}" for k, v in r.metrics.items())
+        css = "ok" if r.ok else "bad" if r.status.startswith("failed") else ""
+        error = f"<br><small>{html.escape(r.error.splitlines()[0])}</small>" if r.error else ""
+        rows.append(f'<tr><td>{html.escape(r.notebook)}</td><td class="{css}">'
+                    f'{html.escape(r.status)}{error}</td><td>{r.seconds if r.finished else ""}</td>'
+                    f'<td>{html.escape(r.finished)}</td><td>{files}</td><td>{metrics}</td></tr>')
+    title = f"Reports: profile {profile_dir.name}"
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.3em .6em;vertical-align:top;text-align:left}}
+.ok{{color:#070}} .bad{{color:#b00;font-weight:bold}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>finished</th><th>report</th>
+<th>headline metrics</th></tr>
+{chr(10).join(rows)}
+</table></body></html>
+"""
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    target = profile_dir / "index.html"
+    target.write_text(page, encoding="utf-8")
+    return target
+
+
+def fmt(value) -> str:
+    """Format a metric for a table: floats to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def print_summary(results: list[Result]) -> None:
+    """Print a fixed-width table: notebook, status, seconds, PDF."""
+    width = max([len(r.notebook) for r in results] + [8])
+    status_width = max([len(r.status) for r in results] + [6])
+    print(f"\n{'notebook':<{width}}  {'status':<{status_width}}  {'seconds':>8}  PDF")
+    for r in results:
+        print(f"{r.notebook:<{width}}  {r.status:<{status_width}}  {r.seconds:>8.1f}  {r.pdf_note}")
+
+
+# --- the API the command line wraps ------------------------------------------------------------
+
+def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None, params=None,
+                  output: str | Path | None = None, pdf: bool = True, timeout: int | None = None,
+                  notebooks_dir: str | Path | None = None) -> list[Result]:
+    """Execute notebooks (default: all) and export their reports; return one Result each.
+
+    names: stems, numbers or short names. params: extra notebook parameters (must exist in each
+    notebook's parameters cell). output: report folder (default ``reports/`` in the project
+    root). timeout: seconds allowed per cell (papermill's execution_timeout). Raises UsageError
+    before running anything if the request is invalid; notebook failures are in the Results.
+    """
+    params = dict(params or {})
+    paths = plan(names, profile, params, notebooks_dir)
+    if pdf and pdf_engine_missing():
+        print(PDF_HINT, flush=True)
+        pdf = False
+    out = Path(output) if output is not None else REPORTS_DIR
+    results = []
+    with kernel_env():
+        ensure_kernel()
+        for i, path in enumerate(paths, 1):
+            tag = f"[{i}/{len(paths)}] {path.stem}"
+            print(f"{tag}: running (profile {profile}, dataset {dataset or 'the profile default'})", flush=True)
+            result = run_one(path, profile, dataset, params, out, timeout, pdf)
+            print(f"{tag}: {result.status} in {result.seconds:.1f} s "
+                  f"(+{result.export_seconds:.1f} s export)", flush=True)
+            if result.error:
+                print(f"    {result.error}", flush=True)
+            results.append(result)
+    index = write_index(out / profile, list_notebooks(notebooks_dir))
+    print_summary(results)
+    print(f"\nindex: {index.resolve()}")
+    return results
+
+
+# --- jupytext pairing ---------------------------------------------------------------------------
+
+def strip_outputs(path: Path) -> bool:
+    """Remove outputs and execution counts from a notebook file; return True if it changed."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    dirty = [c for c in nb.cells if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    for cell in dirty:
+        cell.outputs, cell.execution_count = [], None
+    if dirty:
+        nbformat.write(nb, path)
+    return bool(dirty)
+
+
+def sync_notebooks(notebooks_dir: str | Path | None = None) -> list[Path]:
+    """Pair every notebook with a py:percent script and sync them (the newer file wins, as in
+    ``jupytext --sync``), then strip outputs from the .ipynb; return the notebooks touched."""
+    from jupytext.cli import jupytext
+
+    paths = sorted(Path(notebooks_dir or NOTEBOOKS_DIR).glob("*.ipynb"))
+    for path in paths:
+        # Sync before stripping: stripping rewrites the .ipynb, making it the newer file.
+        jupytext(["--set-formats", "ipynb,py:percent", "--sync", str(path)])
+        strip_outputs(path)
+    return paths
+
+
+# --- command line -----------------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    """Build the command-line parser."""
+    p = argparse.ArgumentParser(
+        prog="python -m helpers.reports",
+        description="Execute the study notebooks with papermill and export HTML/PDF reports "
+                    "to <output>/<profile>/.")
+    p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
+                   help="stem, number (05) or short name (bn_ablation); default: all notebooks")
+    # Spelled out rather than read from helpers.profiles, which imports torch; a test keeps it true.
+    p.add_argument("--profile", default="quick", help="smoke, quick (default) or full")
+    p.add_argument("--dataset", default=None,
+                   help="synthetic, cifar10, cifar100 or folder:PATH (default: the profile's dataset; "
+                        "quick and smoke use synthetic, full the report's)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                   metavar=("NAME", "VALUE"),
+                   help="set a notebook parameter; VALUE is parsed as papermill -p does")
+    p.add_argument("--output", help="report folder (default: reports/ in the project root)")
+    p.add_argument("--no-pdf", action="store_true", help="skip the PDF export")
+    p.add_argument("--timeout", type=int, help="seconds allowed per cell (default: no limit)")
+    p.add_argument("--notebooks-dir", help="read notebooks from here (for tests/advanced use)")
+    p.add_argument("--list", action="store_true", help="list notebooks and their parameters")
+    p.add_argument("--install-kernel", action="store_true",
+                   help="make sure the python3 kernel is this environment's Python (make lab), then exit")
+    p.add_argument("--sync", action="store_true",
+                   help="pair/sync notebooks with py:percent scripts (jupytext), strip outputs")
+    return p
+
+
+def list_command(notebooks_dir) -> None:
+    """Print each notebook's stem and its parameters with their defaults."""
+    for stem in list_notebooks(notebooks_dir):
+        declared = notebook_params(Path(notebooks_dir or NOTEBOOKS_DIR) / f"{stem}.ipynb")
+        print(f"{stem}: " + ", ".join(f"{k}={v['default']}" for k, v in declared.items()))
+
+
+def main(argv=None) -> int:
+    """Command-line entry point; returns the exit status (0 ok, 1 a notebook failed, 2 usage)."""
+    cli = parser()
+    args = cli.parse_args(argv)
+    if args.list:
+        list_command(args.notebooks_dir)
+        return 0
+    if args.install_kernel:
+        try:
+            print(f"python3 kernel: {ensure_kernel()}")
+        except UsageError as err:
+            cli.error(str(err))
+        return 0
+    if args.sync:
+        try:
+            sync_notebooks(args.notebooks_dir)
+        except ImportError:
+            cli.error("--sync needs jupytext (pip install jupytext)")
+        return 0
+    params = {name: parse_value(value) for name, value in args.parameter}
+    try:
+        results = run_notebooks(args.notebooks, args.profile, args.dataset, params, args.output,
+                                not args.no_pdf, args.timeout, args.notebooks_dir)
+    except UsageError as err:
+        cli.error(str(err))  # prints usage + message, exits 2
+    failed = [r for r in results if not r.ok or r.error]  # an ok run with an error: export failed
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

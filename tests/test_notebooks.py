@@ -1,0 +1,90 @@
+"""Conventions every notebook in notebooks/ keeps (one test per notebook, as notebooks land).
+
+Fix most failures with ``python -m helpers.reports --sync`` (strips outputs, syncs the .py pair).
+"""
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from helpers import reports
+
+NOTEBOOKS = sorted(reports.NOTEBOOKS_DIR.glob("*.ipynb"))
+REQUIRED = {"profile", "dataset", "seed", "device", "output_dir"}
+# Anything that picks a non-inline backend drops the figures from executed notebooks and reports.
+BACKEND = re.compile(r"matplotlib\.use\(|switch_backend\(|MPLBACKEND|%matplotlib\s+(?!inline)\w")
+
+each = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+
+
+def read(path: Path):
+    """Read a notebook as nbformat v4."""
+    return nbformat.read(path, as_version=4)
+
+
+@each
+def test_parameters_cell(path):
+    """Exactly one ``parameters`` cell, before all code but at most one (imports) cell."""
+    code = [c for c in read(path).cells if c.cell_type == "code"]
+    tagged = [i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"want exactly one cell tagged 'parameters', found {len(tagged)}"
+    assert tagged[0] <= 1, "the parameters cell should be the first or second code cell"
+    missing = REQUIRED - set(papermill.inspect_notebook(str(path)))
+    assert not missing, f"parameters cell does not define {sorted(missing)}"
+
+
+@each
+def test_kernelspec_is_python3(path):
+    assert read(path).metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+@each
+def test_committed_without_outputs(path):
+    dirty = [i for i, c in enumerate(read(path).cells)
+             if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+    assert not dirty, f"cells {dirty} have outputs/execution counts: run python -m helpers.reports --sync"
+
+
+@each
+def test_no_non_inline_matplotlib_backend(path):
+    hits = [line for c in read(path).cells if c.cell_type == "code"
+            for line in c.source.splitlines() if BACKEND.search(line)]
+    assert not hits, f"sets a matplotlib backend (figures would vanish): {hits[0]}"
+
+
+@each
+def test_py_pair_in_sync(path):
+    """If notebooks/<name>.py exists, its cells match the .ipynb's (type, source, tags)."""
+    script = path.with_suffix(".py")
+    if not script.exists():
+        pytest.skip("no py:percent pair")
+    jupytext = pytest.importorskip("jupytext")
+
+    def cells(nb):
+        return [(c.cell_type, c.source.strip(), c.metadata.get("tags", [])) for c in nb.cells]
+
+    assert cells(jupytext.read(script)) == cells(read(path)), (
+        f"{script.name} and {path.name} differ: run python -m helpers.reports --sync")
+
+
+@pytest.mark.slow
+@each
+def test_smoke_run_writes_metrics_and_figures(path, tmp_path):
+    """The notebook runs under papermill (via the runner) with profile smoke and leaves
+    metrics.json with a figures list, each a non-empty PNG under figures/."""
+    [result] = reports.run_notebooks([path.stem], profile="smoke", output=tmp_path, pdf=False,
+                                     notebooks_dir=path.parent,
+                                     timeout=900)
+    assert result.ok, f"{result.status}: {result.error}"
+    folder = Path(result.folder)
+    assert (folder / "metrics.json").is_file(), "the notebook should write <output_dir>/metrics.json"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert isinstance(metrics.get("figures"), list), "metrics.json needs a 'figures' list"
+    for name in metrics["figures"]:
+        png = folder / "figures" / name
+        assert png.is_file(), f"figure {name} listed but not written"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{name} is not a PNG"
