@@ -1,0 +1,331 @@
+"""Evaluating trained models: predictions, accuracy tables, failure cases and model-vs-model changes.
+
+Plain torch / NumPy / pandas, one small function per question a notebook asks:
+
+- :func:`predict` -- softmax probabilities of a model over a uint8 image tensor (01, 02, 03, 05)
+- :func:`accuracy`, :func:`per_class_accuracy`, :func:`confusion`, :func:`confusion_difference`
+  -- the tables of every notebook (02 and 03 compare two confusion matrices)
+- :func:`failures`, :func:`pick_diverse` -- the most confident mistakes, and a few of them that
+  cover different error types (01 picks its three canonical failures, 02 its five)
+- :func:`rescued`, :func:`broken`, :func:`compare_cases` -- what changed between model A and
+  model B on the same images (02: baseline vs CutMix; 01: plain vs residual)
+- :func:`epochs_to_reach` -- convergence speed from a training history (05)
+
+Conventions: "index" always means the position of a sample in the evaluated image tensor. Every
+array argument may be a NumPy array, a torch tensor (any device) or a list; results are NumPy
+arrays or pandas DataFrames on the CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .loader import normalize
+from .train import autocast
+
+__all__ = [
+    "CHANGES",
+    "Predictions",
+    "accuracy",
+    "broken",
+    "compare_cases",
+    "confusion",
+    "confusion_difference",
+    "epochs_to_reach",
+    "failures",
+    "per_class_accuracy",
+    "pick_diverse",
+    "predict",
+    "rescued",
+]
+
+
+def _np(x, dtype=None) -> np.ndarray:
+    """A NumPy copy-or-view of an array-like or a torch tensor (moved to the CPU)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x) if dtype is None else np.asarray(x, dtype=dtype)
+
+
+def _labels_1d(pred, labels) -> tuple[np.ndarray, np.ndarray]:
+    pred, labels = _np(pred, np.int64).ravel(), _np(labels, np.int64).ravel()
+    if pred.shape != labels.shape:
+        raise ValueError(f"pred and labels differ in length: {len(pred)} vs {len(labels)}")
+    return pred, labels
+
+
+# --- predictions ---------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Predictions:
+    """A model's outputs on N images, all NumPy arrays on the CPU (from :func:`predict`).
+
+    Studies: 01, 02, 03, 05. ``labels`` is set when :func:`predict` was given them; ``correct``
+    needs them.
+    """
+
+    probs: np.ndarray  # float32 N x C, softmax of the logits (rows sum to 1)
+    pred: np.ndarray  # int64 N, argmax of probs
+    conf: np.ndarray  # float32 N, probs[i, pred[i]] (the confidence in the predicted class)
+    labels: np.ndarray | None = None  # int64 N, the true classes, when known
+
+    def __len__(self) -> int:
+        return len(self.pred)
+
+    @property
+    def num_classes(self) -> int:
+        return self.probs.shape[1]
+
+    @property
+    def correct(self) -> np.ndarray:
+        """bool N: prediction equals the label (needs ``labels``)."""
+        return self._labels() == self.pred
+
+    def _labels(self) -> np.ndarray:
+        if self.labels is None:
+            raise ValueError("these Predictions have no labels; pass labels= to predict()")
+        return self.labels
+
+
+def predict(model: nn.Module, images, labels=None, *, mean, std, batch_size: int = 500) -> Predictions:
+    """Softmax predictions of ``model`` on uint8 ``images`` (N,3,H,W), in batches (01, 02, 03, 05).
+
+    Each batch goes to the model's device, is normalised with :func:`helpers.loader.normalize`
+    (``mean``/``std`` as in training) and run under ``torch.no_grad()`` and
+    :func:`helpers.train.autocast` (bf16 on CUDA, fp32 on the CPU); probabilities are taken in
+    float32. The model runs in eval mode; its previous train/eval mode is restored afterwards.
+    The result does not depend on ``batch_size`` (beyond float rounding on a GPU).
+    """
+    images = torch.as_tensor(images)
+    if images.dim() != 4:
+        raise ValueError(f"images must be N,C,H,W, got shape {tuple(images.shape)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if labels is not None:
+        labels = _np(labels, np.int64).ravel()
+        if len(labels) != len(images):
+            raise ValueError(f"{len(labels)} labels for {len(images)} images")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    chunks = []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                x = normalize(images[start : start + batch_size].to(device, non_blocking=True), mean, std)
+                with autocast(device):
+                    logits = model(x)
+                chunks.append(logits.float().softmax(dim=1).cpu())
+    finally:
+        model.train(was_training)
+    if not chunks:
+        raise ValueError("no images to predict")
+    probs = torch.cat(chunks).numpy()
+    pred = probs.argmax(axis=1).astype(np.int64)
+    conf = probs[np.arange(len(pred)), pred]
+    return Predictions(probs=probs, pred=pred, conf=conf, labels=labels)
+
+
+# --- accuracy tables -----------------------------------------------------------------------------
+
+
+def accuracy(pred, labels) -> float:
+    """Fraction of ``pred`` equal to ``labels`` (all notebooks)."""
+    pred, labels = _labels_1d(pred, labels)
+    if len(pred) == 0:
+        raise ValueError("accuracy of zero samples is undefined")
+    return float((pred == labels).mean())
+
+
+def per_class_accuracy(pred, labels, num_classes: int) -> np.ndarray:
+    """Accuracy within each true class (recall), float64 of length ``num_classes`` (01, 02, 03).
+
+    A class with no samples gets NaN.
+    """
+    cm = confusion(pred, labels, num_classes)
+    totals = cm.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(cm) / totals, np.nan)
+
+
+def confusion(pred, labels, num_classes: int) -> np.ndarray:
+    """Confusion counts, int64 ``num_classes x num_classes``: row = true class, column = predicted (02, 03).
+
+    ``cm[t, p]`` counts samples of true class ``t`` predicted as ``p``; rows sum to class counts.
+    """
+    pred, labels = _labels_1d(pred, labels)
+    for name, x in (("pred", pred), ("labels", labels)):
+        if len(x) and not 0 <= x.min() <= x.max() < num_classes:
+            raise ValueError(f"{name} must lie in [0, {num_classes}), got [{x.min()}, {x.max()}]")
+    flat = np.bincount(labels * num_classes + pred, minlength=num_classes * num_classes)
+    return flat.reshape(num_classes, num_classes).astype(np.int64)
+
+
+def confusion_difference(cm_a, cm_b) -> np.ndarray:
+    """``cm_b - cm_a`` as signed int64 (02, 03): positive cells are confusions B makes more often.
+
+    On the diagonal, positive means B gets that class right more often.
+    """
+    a, b = _np(cm_a).astype(np.int64), _np(cm_b).astype(np.int64)
+    if a.shape != b.shape:
+        raise ValueError(f"confusion matrices differ in shape: {a.shape} vs {b.shape}")
+    return b - a
+
+
+# --- failure cases -------------------------------------------------------------------------------
+
+
+def _order_by_conf(conf: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``idx`` sorted by ``conf[idx]`` descending; ties keep ascending index order."""
+    return idx[np.argsort(-conf[idx], kind="stable")]
+
+
+def failures(preds: Predictions, classes: Sequence[str]) -> pd.DataFrame:
+    """Misclassified samples, most confident first (01, 02).
+
+    Columns ``index, true, pred, confidence, true_name, pred_name``; ``confidence`` is the
+    probability of the (wrong) predicted class. Ties keep index order. Row labels are 0..k-1.
+    """
+    labels = preds._labels()
+    wrong = _order_by_conf(preds.conf, np.flatnonzero(preds.pred != labels))
+    names = np.asarray(list(classes), dtype=object)
+    return pd.DataFrame({
+        "index": wrong.astype(np.int64),
+        "true": labels[wrong],
+        "pred": preds.pred[wrong],
+        "confidence": preds.conf[wrong],
+        "true_name": names[labels[wrong]],
+        "pred_name": names[preds.pred[wrong]],
+    })
+
+
+def pick_diverse(failures_df: pd.DataFrame, k: int = 3) -> pd.DataFrame:
+    """The ``k`` most confident failures that cover different error types (01 picks 3, 02 picks 5).
+
+    Greedy, in order of confidence (highest first): each step takes the most confident remaining
+    failure whose true class is not yet used (so its (true, pred) pair is new too); when none is
+    left, the most confident one whose (true, pred) pair is new; only when no new pair is left,
+    the most confident remaining one (a repeat). Returns the picked rows of ``failures_df`` (as
+    made by :func:`failures`), most confident first; fewer than ``k`` if there are fewer failures.
+    """
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    df = failures_df.sort_values("confidence", ascending=False, kind="stable")
+    rows = list(zip(df.index, df["true"].to_numpy(), df["pred"].to_numpy()))
+    picked, used_true, used_pairs = [], set(), set()
+    while len(picked) < min(k, len(rows)):
+        remaining = [r for r in rows if r[0] not in picked]
+        choice = (next((r for r in remaining if r[1] not in used_true), None)
+                  or next((r for r in remaining if (r[1], r[2]) not in used_pairs), None)
+                  or remaining[0])
+        picked.append(choice[0])
+        used_true.add(choice[1])
+        used_pairs.add((choice[1], choice[2]))
+    return df.loc[picked].sort_values("confidence", ascending=False, kind="stable")
+
+
+# --- model A vs model B --------------------------------------------------------------------------
+
+
+def _pair(a: Predictions, b: Predictions) -> np.ndarray:
+    la, lb = a._labels(), b._labels()
+    if len(la) != len(lb) or not np.array_equal(la, lb):
+        raise ValueError("A and B must be predictions on the same labelled images")
+    return la
+
+
+def rescued(a: Predictions, b: Predictions) -> np.ndarray:
+    """Indices that B gets right and A gets wrong, B's most confident first (01, 02).
+
+    Ties keep index order. Both must be predictions on the same labelled images.
+    """
+    _pair(a, b)
+    return _order_by_conf(b.conf, np.flatnonzero(~a.correct & b.correct))
+
+
+def broken(a: Predictions, b: Predictions) -> np.ndarray:
+    """The reverse of :func:`rescued`: indices A gets right and B gets wrong (01, 02).
+
+    Also sorted by B's confidence, descending (ties by index): B's most confident new mistakes
+    first. (The same set as ``rescued(b, a)``, which would order by A's confidence instead.)
+    """
+    _pair(a, b)
+    return _order_by_conf(b.conf, np.flatnonzero(a.correct & ~b.correct))
+
+
+CHANGES = (
+    "corrected",
+    "broken",
+    "unchanged (right)",
+    "still wrong, now another class",
+    "still wrong, more confident",
+    "still wrong, less confident",
+)
+
+
+def _change(right_a: bool, right_b: bool, pred_a: int, pred_b: int, conf_a: float, conf_b: float) -> str:
+    if right_a and right_b:
+        return "unchanged (right)"
+    if right_a:
+        return "broken"
+    if right_b:
+        return "corrected"
+    if pred_a != pred_b:
+        return "still wrong, now another class"
+    return "still wrong, more confident" if conf_b > conf_a else "still wrong, less confident"
+
+
+def compare_cases(indices, a: Predictions, b: Predictions, classes: Sequence[str]) -> pd.DataFrame:
+    """How model B's prediction on each of ``indices`` differs from model A's (02, 01).
+
+    One row per index, in the given order, with columns ``index, true, true_name, pred_a,
+    pred_a_name, conf_a, pred_b, pred_b_name, conf_b, change``; ``conf_*`` is each model's
+    probability of its own predicted class. ``change`` is exactly one of :data:`CHANGES`:
+
+    - ``"corrected"``: A wrong, B right
+    - ``"broken"``: A right, B wrong
+    - ``"unchanged (right)"``: both right
+    - ``"still wrong, now another class"``: both wrong, with different predicted classes
+    - ``"still wrong, more confident"``: both wrong with the same class, ``conf_b > conf_a``
+    - ``"still wrong, less confident"``: both wrong with the same class, ``conf_b <= conf_a``
+      (an exact tie counts here: "not more confident")
+    """
+    labels = _pair(a, b)
+    idx = _np(indices, np.int64).ravel()
+    if len(idx) and not 0 <= idx.min() <= idx.max() < len(labels):
+        raise IndexError(f"indices must lie in [0, {len(labels)})")
+    names = np.asarray(list(classes), dtype=object)
+    true, pa, pb = labels[idx], a.pred[idx], b.pred[idx]
+    ca, cb = a.conf[idx], b.conf[idx]
+    change = [_change(t == x, t == y, x, y, u, v) for t, x, y, u, v in zip(true, pa, pb, ca, cb)]
+    return pd.DataFrame({
+        "index": idx, "true": true, "true_name": names[true],
+        "pred_a": pa, "pred_a_name": names[pa], "conf_a": ca,
+        "pred_b": pb, "pred_b_name": names[pb], "conf_b": cb,
+        "change": change,
+    })
+
+
+# --- training histories --------------------------------------------------------------------------
+
+
+def epochs_to_reach(history_df: pd.DataFrame, threshold: float, column: str = "val_acc") -> int | None:
+    """The first epoch whose ``column`` is >= ``threshold``, or None if never reached (05).
+
+    Epochs are the history's ``epoch`` column (1-based, as ``train.fit`` writes it); a history
+    without one counts rows from 1.
+    """
+    if column not in history_df.columns:
+        raise KeyError(f"history has no column {column!r}; columns: {list(history_df.columns)}")
+    reached = np.flatnonzero(history_df[column].to_numpy(dtype=float) >= threshold)
+    if len(reached) == 0:
+        return None
+    row = reached[0]
+    return int(history_df["epoch"].iloc[row]) if "epoch" in history_df.columns else int(row) + 1

@@ -1,0 +1,247 @@
+"""The notebooks' figures as functions, styled with seaborn and sized to read well in a PDF.
+
+Every function returns its matplotlib Figure and leaves showing it to the notebook. ``Figures``
+saves them as PNG under ``<output_dir>/figures/`` and ``write_metrics`` writes the
+``metrics.json`` a batch run is checked by. Nothing here picks a matplotlib backend: a
+non-inline backend would drop the images from executed notebooks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+PALETTE = sns.color_palette("colorblind")
+
+
+def style() -> None:
+    """Seaborn's whitegrid theme at a size that stays legible on an A4 page (all notebooks)."""
+    sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE, font_scale=0.9)
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "axes.titleweight": "bold"})
+
+
+class Figures:
+    """Save figures as ``<output_dir>/figures/<name>.png`` and remember their names (all notebooks)."""
+
+    def __init__(self, output_dir: str | Path):
+        self.folder = Path(output_dir) / "figures"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.names: list[str] = []
+
+    def save(self, fig: plt.Figure, name: str) -> None:
+        """Save as PNG. Returns None: the inline backend already shows every new figure once."""
+        path = self.folder / f"{name}.png"
+        fig.savefig(path, bbox_inches="tight")
+        if name not in self.names:
+            self.names.append(name)
+
+    @property
+    def paths(self) -> list[str]:
+        return [f"figures/{n}.png" for n in self.names]
+
+
+def write_metrics(output_dir: str | Path, metrics: dict, figures: Figures) -> Path:
+    """Write ``<output_dir>/metrics.json``: headline numbers plus the list of figures (all notebooks)."""
+    path = Path(output_dir) / "metrics.json"
+    clean = json.loads(json.dumps(metrics, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+    path.write_text(json.dumps({**clean, "figures": figures.paths}, indent=2))
+    return path
+
+
+def to_hwc(image) -> np.ndarray:
+    """A uint8 CHW tensor/array as an HWC float image in [0, 1] for imshow."""
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[0] in (1, 3):
+        a = a.transpose(1, 2, 0)
+    return a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a
+
+
+def image_grid(images, titles: list[str], cols: int = 8, size: float = 1.35, suptitle: str | None = None,
+               title_colors: list | None = None) -> plt.Figure:
+    """Images in a grid, each with a small multi-line title (notebooks 01, 02, 05: samples, failures)."""
+    n = len(titles)
+    rows = max(1, math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * (size + 0.45)), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(to_hwc(images[i]), interpolation="nearest")
+            ax.set_title(titles[i], fontsize=7, color=(title_colors[i] if title_colors else "black"))
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def one_per_class(images, labels, classes: list[str]) -> plt.Figure:
+    """The first image of each class (notebooks 04, 05: "what the data looks like")."""
+    labels = np.asarray(labels)
+    idx = [int(np.flatnonzero(labels == k)[0]) for k in range(len(classes)) if (labels == k).any()]
+    return image_grid([images[i] for i in idx], [classes[labels[i]] for i in idx], cols=min(10, len(idx)),
+                      size=1.2)
+
+
+def failure_grid(images, failures: pd.DataFrame, n: int = 16, cols: int = 8, suptitle: str | None = None) -> plt.Figure:
+    """Misclassified images annotated with test index, true and predicted class and confidence (01, 02, 05).
+
+    ``failures`` has columns index, true_name, pred_name, confidence (helpers.evaluate.failures).
+    """
+    rows = failures.head(n)
+    titles = [f"#{r.index}\ntrue {r.true_name}\npred {r.pred_name} {r.confidence:.0%}" for r in rows.itertuples()]
+    return image_grid([images[i] for i in rows["index"]], titles, cols=cols, suptitle=suptitle)
+
+
+def class_distribution(counts: pd.DataFrame) -> plt.Figure:
+    """Images per class in each split; ``counts`` has one column per split, classes as index (05)."""
+    long = counts.rename_axis("class").reset_index().melt("class", var_name="split", value_name="images")
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    sns.barplot(long, x="class", y="images", hue="split", ax=ax)
+    ax.set_xlabel("")
+    ax.tick_params(axis="x", rotation=30)
+    ax.set_title("Images per class in each split")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(histories: dict[str, pd.DataFrame], metric: str = "loss",
+                    lr_steps: list[int] | None = None) -> plt.Figure:
+    """Train (solid) and validation (dotted) curves of several runs, one panel per run (01, 04, 05).
+
+    ``metric`` is "loss" or "acc"; ``lr_steps`` draws dashed lines at the epochs where the
+    learning rate drops (report 004's figure 3).
+    """
+    if metric not in ("loss", "acc"):
+        raise ValueError(f"metric must be 'loss' or 'acc', not {metric!r}")
+    n = len(histories)
+    fig, axes = plt.subplots(1, n + 1, figsize=(4.2 * (n + 1), 3.3), sharey=True, squeeze=False)
+    axes = axes[0]
+    for i, (name, h) in enumerate(histories.items()):
+        color = PALETTE[i]
+        for ax in (axes[i], axes[-1]):
+            ax.plot(h["epoch"], h[f"train_{metric}"], color=color, label=f"{name} train")
+            ax.plot(h["epoch"], h[f"val_{metric}"], color=color, linestyle=":", linewidth=2, label=f"{name} val")
+        axes[i].set_title(name)
+    axes[-1].set_title("together")
+    label = {"loss": "cross-entropy loss", "acc": "accuracy"}[metric]
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        for step in lr_steps or []:
+            ax.axvline(step + 0.5, color="grey", linestyle="--", linewidth=1)
+    axes[0].set_ylabel(label)
+    axes[-1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrices(cms: dict[str, np.ndarray], classes: list[str], normalize: bool = True) -> plt.Figure:
+    """Confusion matrices side by side, rows = true class, in % of the row when ``normalize`` (01, 03, 05)."""
+    n = len(cms)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.6), squeeze=False)
+    for ax, (name, cm) in zip(axes[0], cms.items()):
+        shown = 100 * cm / cm.sum(1, keepdims=True).clip(min=1) if normalize else cm
+        sns.heatmap(shown, annot=len(classes) <= 12, fmt=".0f", cmap="Blues", cbar=False, ax=ax,
+                    xticklabels=classes, yticklabels=classes, annot_kws={"fontsize": 7}, vmin=0,
+                    vmax=100 if normalize else None)
+        ax.set_title(name)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_difference(diff: np.ndarray, classes: list[str], title: str) -> plt.Figure:
+    """Difference of two confusion matrices (B - A, counts) on a diverging scale (05).
+
+    Blue on the diagonal: B gets more of that class right; red off the diagonal: B makes that
+    particular confusion more often.
+    """
+    fig, ax = plt.subplots(figsize=(5.8, 4.8))
+    shown = diff.astype(float).copy()
+    off = ~np.eye(len(classes), dtype=bool)
+    shown[off] = -shown[off]  # more confusions is bad: colour it like fewer correct answers
+    lim = max(1, np.abs(shown).max())
+    sns.heatmap(shown, annot=diff, fmt="d", cmap="RdBu", vmin=-lim, vmax=lim, center=0, ax=ax,
+                xticklabels=classes, yticklabels=classes, annot_kws={"fontsize": 7},
+                cbar_kws={"label": "red: worse   blue: better"})
+    ax.set_title(title)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.tight_layout()
+    return fig
+
+
+def per_class_bars(accs: dict[str, np.ndarray], classes: list[str]) -> plt.Figure:
+    """Per-class accuracy of several models as grouped bars (01, 05)."""
+    long = pd.DataFrame({name: acc for name, acc in accs.items()}, index=classes)
+    long = long.rename_axis("class").reset_index().melt("class", var_name="model", value_name="accuracy")
+    fig, ax = plt.subplots(figsize=(9, 3.3))
+    sns.barplot(long, x="class", y="accuracy", hue="model", ax=ax)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("")
+    ax.tick_params(axis="x", rotation=30)
+    ax.set_title("Per-class test accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def val_accuracy_trajectories(histories: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Validation accuracy of several runs on one axis (01)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.3))
+    for i, (name, h) in enumerate(histories.items()):
+        ax.plot(h["epoch"], h["val_acc"], marker="o", markersize=3, color=PALETTE[i], label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title("Validation accuracy per epoch")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def epoch_times(histories: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Seconds per epoch and cumulative training time of several runs (05)."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.3))
+    for i, (name, h) in enumerate(histories.items()):
+        a.plot(h["epoch"], h["seconds"], marker="o", markersize=3, color=PALETTE[i], label=name)
+        b.plot(h["epoch"], h["seconds"].cumsum(), color=PALETTE[i], label=name)
+    a.set_title("Seconds per epoch")
+    b.set_title("Cumulative training time")
+    for ax in (a, b):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("seconds")
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def cam_rows(images, cams: dict[str, np.ndarray], overlays: dict[str, np.ndarray],
+             row_titles: list[str], col_notes: dict[str, list[str]] | None = None) -> plt.Figure:
+    """Grad-CAM comparison: one row per image; per model an (image, heatmap, overlay) triplet (01, 02).
+
+    ``cams`` and ``overlays`` map a model name to arrays of N heatmaps (HxW) and overlays (HxWx3);
+    ``col_notes`` adds a line per model and row (e.g. that model's prediction).
+    """
+    names = list(cams)
+    n = len(images)
+    fig, axes = plt.subplots(n, 3 * len(names), figsize=(1.75 * 3 * len(names), 1.95 * n), squeeze=False)
+    for r in range(n):
+        for m, name in enumerate(names):
+            note = f"\n{col_notes[name][r]}" if col_notes else ""
+            panels = [(to_hwc(images[r]), None, f"{name}: image"),
+                      (cams[name][r], "jet", f"{name}: Grad-CAM{note}"),
+                      (overlays[name][r], None, f"{name}: overlay")]
+            for c, (img, cmap, title) in enumerate(panels):
+                ax = axes[r, 3 * m + c]
+                ax.imshow(img, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None,
+                          interpolation="nearest" if cmap is None else "bilinear")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_title(title, fontsize=7)
+        axes[r, 0].set_ylabel(row_titles[r], fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,212 @@
+"""helpers.cam: the wrappers around pytorch-grad-cam (targets, batching, side effects, overlay, mask energy)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from helpers.cam import compute_cams, energy_in_mask, overlay, target_layer
+from helpers.data import make_synthetic
+from helpers.loader import normalize
+from helpers.models import MODELS, FlexibleCNN, SimpleCNN, build_model, last_conv, torchvision_resnet18_cifar
+
+NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models at small batches gain nothing from intra-op threads, and on a loaded 2-core box
+    every op then waits for a preempted thread (measured: 36 ms vs 0.2 ms for one small conv)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic(n_train=0, n_test=8, seed=3)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return FlexibleCNN(num_classes=10, residual=True, width=0.25).eval()
+
+
+@pytest.fixture(scope="module")
+def cams_pred(model, data):
+    return compute_cams(model, data.test_images, **NORM)
+
+
+# --- target layer ----------------------------------------------------------------------------------
+
+EXPECTED_LAYER = {  # model name -> the module target_layer must pick
+    "flexible_cnn": lambda m: m.stages[-1][-1],
+    "resnet18_cifar": lambda m: m.layer4[-1],
+    "budget_resnet": lambda m: m.layer4[-1],
+    "simple_cnn": lambda m: m.features[6],  # conv, relu, pool x 3: the third conv
+}
+
+
+def test_every_model_has_an_expected_layer():
+    assert set(EXPECTED_LAYER) == set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_LAYER))
+def test_target_layer_per_model(name):
+    m = build_model(name, width=0.25)
+    assert target_layer(m) is EXPECTED_LAYER[name](m)
+
+
+def test_target_layer_variants():
+    for residual in (False, True):  # plain and residual FlexibleCNN are compared at the same place
+        m = FlexibleCNN(residual=residual, width=0.25)
+        assert target_layer(m) is m.stages[2][1]
+    m = SimpleCNN(batch_norm=True, width=0.25)
+    assert target_layer(m) is m.features[8] is last_conv(m)  # conv, bn, relu, pool x 3
+    tv = torchvision_resnet18_cifar()
+    assert target_layer(tv) is tv.layer4[1]
+
+
+# --- compute_cams ----------------------------------------------------------------------------------
+
+def test_shapes_and_range(cams_pred, data):
+    assert cams_pred.shape == (len(data.test_images), 32, 32)
+    assert cams_pred.dtype == np.float32
+    assert cams_pred.min() >= 0.0 and cams_pred.max() <= 1.0 + 1e-6
+    nonzero = cams_pred.reshape(len(cams_pred), -1).max(axis=1) > 0
+    assert nonzero.sum() >= len(cams_pred) // 2  # min-max scaled: a non-empty map reaches 1
+    np.testing.assert_allclose(cams_pred.reshape(len(cams_pred), -1).max(axis=1)[nonzero], 1.0, atol=1e-5)
+
+
+def test_none_targets_are_the_predictions(model, data, cams_pred):
+    with torch.no_grad():
+        pred = model(normalize(data.test_images, **NORM)).argmax(1)
+    np.testing.assert_allclose(compute_cams(model, data.test_images, targets=pred.tolist(), **NORM), cams_pred,
+                               atol=1e-6)
+
+
+def test_one_target_per_image(model, data):
+    images = data.test_images[:6]
+    c0 = compute_cams(model, images, targets=0, **NORM)
+    c1 = compute_cams(model, images, targets=1, **NORM)
+    assert not np.allclose(c0, c1, atol=1e-3)  # different classes, different explanations
+    per_image = np.array([0, 1, 1, 0, 1, 0])  # the second chunk (batch 4) needs its own targets
+    mixed = compute_cams(model, images, targets=per_image, batch_size=4, **NORM)
+    np.testing.assert_allclose(mixed, np.where(per_image[:, None, None] == 1, c1, c0), atol=1e-5)
+    np.testing.assert_allclose(compute_cams(model, images, targets=torch.tensor([1] * 6), **NORM), c1, atol=1e-6)
+
+
+def test_batched_equals_one_at_a_time(model, data, cams_pred):
+    np.testing.assert_allclose(compute_cams(model, data.test_images, batch_size=3, **NORM), cams_pred, atol=1e-4)
+    np.testing.assert_allclose(compute_cams(model, data.test_images, batch_size=1, **NORM), cams_pred, atol=1e-4)
+
+
+def test_layer_argument(model, data, cams_pred):
+    np.testing.assert_allclose(compute_cams(model, data.test_images, layer=target_layer(model), **NORM), cams_pred)
+    early = compute_cams(model, data.test_images, layer=model.stages[0], **NORM)
+    assert early.shape == cams_pred.shape and not np.allclose(early, cams_pred, atol=1e-3)
+
+
+def test_no_side_effects_left(data):
+    torch.manual_seed(1)
+    m = FlexibleCNN(residual=True, width=0.25).train()
+    frozen = m.stem[0][0].weight
+    frozen.requires_grad_(False)
+    kept = m.fc.weight
+    kept.grad = torch.full_like(kept, 7.0)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    compute_cams(m, data.test_images[:4], **NORM)
+    assert m.training  # mode given back
+    assert all(not mod._forward_hooks and not mod._backward_hooks for mod in m.modules())
+    assert not frozen.requires_grad
+    assert all(p.requires_grad for p in m.parameters() if p is not frozen)
+    assert torch.equal(kept.grad, torch.full_like(kept, 7.0))
+    assert all(p.grad is None for p in m.parameters() if p is not kept)
+    # eval mode inside: BatchNorm running statistics untouched
+    assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())
+
+
+def test_works_under_no_grad(model, data, cams_pred):
+    with torch.no_grad():
+        np.testing.assert_allclose(compute_cams(model, data.test_images, **NORM), cams_pred, atol=1e-6)
+
+
+def test_bad_targets(model, data):
+    images = data.test_images[:3]
+    with pytest.raises(ValueError):
+        compute_cams(model, images, targets=[0, 1], **NORM)  # not one per image
+    with pytest.raises(ValueError):
+        compute_cams(model, images, targets=-1, **NORM)  # would silently index from the end
+    with pytest.raises(ValueError):
+        compute_cams(model, images, targets=10, **NORM)  # beyond the 10 outputs
+    assert compute_cams(model, images[:0], **NORM).shape == (0, 32, 32)
+
+
+def test_cpu_matches_a_model_without_inplace_ops(data):
+    """SimpleCNN's last conv feeds an in-place ReLU: the CAM must use the conv's own output."""
+    torch.manual_seed(2)
+    m = SimpleCNN(width=0.25).eval()
+    ref_model = copy.deepcopy(m)
+    for mod in ref_model.modules():
+        if isinstance(mod, nn.ReLU):
+            mod.inplace = False
+    x = normalize(data.test_images, **NORM)
+    with GradCAM(model=ref_model, target_layers=[last_conv(ref_model)]) as cam:
+        ref = cam(input_tensor=x, targets=[ClassifierOutputTarget(3)] * len(x))
+    np.testing.assert_allclose(compute_cams(m, data.test_images, targets=3, **NORM), ref, atol=1e-5)
+
+
+# --- overlay ---------------------------------------------------------------------------------------
+
+def test_overlay_shape_and_range(data, cams_pred):
+    out = overlay(data.test_images, cams_pred)
+    assert out.shape == (len(cams_pred), 32, 32, 3) and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    with pytest.raises(ValueError):
+        overlay(data.test_images, cams_pred[:, :16])
+
+
+def test_overlay_weights(data):
+    images = data.test_images[:2]
+    zeros = np.zeros((2, 32, 32), np.float32)
+    only_image = overlay(images, zeros, alpha=0.0)  # image weight 1: the image, rescaled to max 1
+    img = images.permute(0, 2, 3, 1).numpy() / 255.0
+    expected = img / img.max(axis=(1, 2, 3), keepdims=True)
+    np.testing.assert_allclose(only_image, expected, atol=1.5 / 255)
+    only_heat = overlay(images, zeros, alpha=1.0)  # jet at 0 is dark blue, whatever the image
+    np.testing.assert_allclose(only_heat[..., 0], 0.0)
+    np.testing.assert_allclose(only_heat[..., 1], 0.0)
+    assert (only_heat[..., 2] == 1.0).all()
+
+
+# --- energy_in_mask --------------------------------------------------------------------------------
+
+def test_energy_in_mask_hand_cases():
+    mask = np.zeros((32, 32), bool)
+    mask[8:16, 8:24] = True  # 128 of 1024 pixels: 1/8 of the area
+    inside = np.where(mask, 0.7, 0.0)
+    outside = np.where(mask, 0.0, 0.3)
+    uniform = np.full((32, 32), 0.5)
+    half = np.zeros((32, 32))
+    half[8, 8], half[0, 0] = 1.0, 1.0  # one unit inside, one outside
+    cams = np.stack([inside, outside, uniform, half, np.zeros((32, 32))])
+    masks = np.stack([mask] * 5)
+    e = energy_in_mask(cams, masks)
+    np.testing.assert_allclose(e[:4], [1.0, 0.0, 1 / 8, 0.5])
+    assert np.isnan(e[4])  # an empty map has no energy to share
+    np.testing.assert_allclose(energy_in_mask(torch.tensor(cams[:4]), torch.tensor(masks[:4])), e[:4])
+    with pytest.raises(ValueError):
+        energy_in_mask(cams, masks[:, :16])
+
+
+def test_energy_in_mask_on_synthetic_masks(data, cams_pred):
+    e = energy_in_mask(cams_pred, data.test_masks)
+    assert e.shape == (len(cams_pred),)
+    ok = ~np.isnan(e)
+    assert ok.any() and ((e[ok] >= 0) & (e[ok] <= 1)).all()

@@ -1,0 +1,83 @@
+"""Figures: each plot function draws what it is given; Figures and write_metrics write the files."""
+
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import plots
+
+CLASSES = ["a", "b", "c"]
+
+
+def history(n=4, offset=0.0):
+    e = np.arange(1, n + 1)
+    return pd.DataFrame(dict(epoch=e, train_loss=1 / e + offset, val_loss=1.2 / e, train_acc=1 - 1 / (e + 1),
+                             val_acc=0.9 - 1 / (e + 1), lr=0.1, seconds=1.0 + offset))
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_figures_save_pngs_and_metrics_list_them(tmp_path):
+    figs = plots.Figures(tmp_path)
+    figs.save(plots.training_curves({"m": history()}, "loss", lr_steps=[2]), "loss")
+    figs.save(plots.training_curves({"m": history()}, "acc"), "acc")
+    figs.save(plots.training_curves({"m": history()}, "acc"), "acc")  # saving again does not duplicate
+    path = plots.write_metrics(tmp_path, {"acc": np.float32(0.5), "n": np.int64(3)}, figs)
+    metrics = json.loads(path.read_text())
+    assert metrics == {"acc": 0.5, "n": 3, "figures": ["figures/loss.png", "figures/acc.png"]}
+    for name in metrics["figures"]:
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_training_curves_draw_train_and_val_per_run_plus_overlay():
+    fig = plots.training_curves({"a": history(), "b": history(offset=0.5)}, "loss", lr_steps=[2])
+    assert len(fig.axes) == 3
+    together = fig.axes[-1]
+    assert len(together.get_lines()) == 4 + 1  # 2 runs x (train, val) + 1 LR-step marker
+    np.testing.assert_allclose(together.get_lines()[2].get_ydata(), history(offset=0.5).train_loss)
+    with pytest.raises(ValueError, match="'loss' or 'acc'"):
+        plots.training_curves({"a": history()}, "f1")
+
+
+def test_confusion_plots_and_bars():
+    cm = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 6]])
+    fig = plots.confusion_matrices({"x": cm, "y": cm.T}, CLASSES)
+    assert len([a for a in fig.axes if a.get_title()]) == 2
+    fig = plots.confusion_difference(cm - cm.T, CLASSES, "diff")
+    assert "diff" in fig.axes[0].get_title()
+    fig = plots.per_class_bars({"x": np.array([0.5, 0.6, 0.7]), "y": np.array([0.4, 0.9, 1.0])}, CLASSES)
+    heights = sorted(round(p.get_height(), 2) for p in fig.axes[0].patches if p.get_height() > 0)
+    assert heights == [0.4, 0.5, 0.6, 0.7, 0.9, 1.0]
+
+
+def test_image_grids_annotate_each_image():
+    images = np.random.default_rng(0).integers(0, 255, (5, 3, 32, 32), dtype=np.uint8)
+    failures = pd.DataFrame(dict(index=[4, 1], true_name=["a", "b"], pred_name=["b", "c"], confidence=[0.97, 0.6]))
+    fig = plots.failure_grid(images, failures, cols=4)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["#4\ntrue a\npred b 97%", "#1\ntrue b\npred c 60%"]
+    fig = plots.one_per_class(images, np.array([2, 0, 2, 1, 0]), CLASSES)
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["a", "b", "c"]
+
+
+def test_cam_rows_layout():
+    images = np.zeros((2, 3, 32, 32), dtype=np.uint8)
+    cams = {"A": np.zeros((2, 32, 32)), "B": np.ones((2, 32, 32))}
+    overlays = {k: np.zeros((2, 32, 32, 3)) for k in cams}
+    fig = plots.cam_rows(images, cams, overlays, ["r1", "r2"], {"A": ["p1", "p2"], "B": ["q1", "q2"]})
+    assert len(fig.axes) == 2 * 6
+    assert "q2" in fig.axes[6 + 4].get_title()
+
+
+def test_epoch_times_and_distribution():
+    fig = plots.epoch_times({"a": history(), "b": history(offset=1)})
+    np.testing.assert_allclose(fig.axes[1].get_lines()[1].get_ydata(), [2, 4, 6, 8])
+    counts = pd.DataFrame({"train": [3, 3, 3], "test": [1, 1, 1]}, index=CLASSES)
+    assert len([p for p in plots.class_distribution(counts).axes[0].patches if p.get_height() > 0]) == 6
