@@ -11,4 +11,11 @@ the story and the figures.
 - ``reports``   the headless runner (``python -m helpers.reports``)
 """
 
+import os
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+# Downloads, caches and trained runs live in the project's data/ folder whatever the working
+# directory (papermill runs notebooks inside notebooks/); HELPERS_DATA moves it elsewhere.
+DATA_DIR = Path(os.environ.get("HELPERS_DATA", Path(__file__).resolve().parents[1] / "data"))
