@@ -1,0 +1,514 @@
+"""The training engine: one ``fit`` for every notebook, with a run cache and resumable checkpoints.
+
+A run is identified by its config (minus where it runs) and the data it sees. ``fit`` trains it
+once and stores it under ``data/runs/<name>-<hash>/``; a second call with the same config and
+data loads it in a second, so notebooks re-run fast and share models (notebooks 02 and 04 train
+the same ResNet-18 baseline only once when their settings agree).
+
+Run folder (the manifest ``run.json`` is written last, so a folder without it is unfinished):
+
+    checkpoint.pt   end-of-epoch state while training (weights, optimiser, scheduler, RNGs)
+    final.pt        weights after the last epoch
+    best.pt         weights of the epoch with the best validation accuracy
+    history.csv     one row per epoch
+    run.json        config, environment, timings, and size + sha256 of each file above
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import io
+import json
+import os
+import platform
+import random
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import DATA_DIR
+from .data import CIFAR10_MEAN, CIFAR10_STD, Dataset, split_indices
+from .loader import Augment, BatchLoader
+from .models import build_model
+
+SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run's result. Profiles (helpers.profiles) fill it."""
+
+    name: str = "run"                  # run-folder prefix, for people reading data/runs/
+    model: str = "simple_cnn"          # a name in helpers.models.MODELS
+    model_kwargs: dict = field(default_factory=dict)  # e.g. {"batch_norm": True}
+    width: float = 1.0                 # channel multiplier (1 = the report's model)
+    epochs: int = 10
+    batch_size: int = 128              # images per SGD step
+    lr: float = 0.01                   # peak learning rate (OneCycle: max_lr)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    schedule: str = "constant"         # one of SCHEDULES
+    step_size: int = 10                # epochs between decays (schedule "step")
+    milestones: tuple = ()             # epochs at which to decay (schedule "multistep")
+    gamma: float = 0.1                 # decay factor (step, multistep)
+    step_per: str = "epoch"            # "epoch" or "batch": when the scheduler steps
+    label_smoothing: float = 0.0
+    mix: dict | None = None            # batch mixing, e.g. {"kind": "cutmix", "alpha": 1.0, "p": 0.5}
+    augment: dict = field(default_factory=dict)  # fields of helpers.loader.Augment
+    normalize: str | tuple = "dataset"  # "dataset" (train-set stats), "cifar10", or (mean, std)
+    val_fraction: float = 0.1          # held out of train; 0 = evaluate on the test split
+    split_seed: int = 42               # seed of the train/val permutation
+    seed: int = 42                     # Python, NumPy and torch seeds, reset before the model is built
+    deterministic: bool = True         # deterministic cuDNN / torch algorithms
+    # Where and how fast it runs: not part of the run's identity (excluded from the cache key).
+    device: str = "auto"               # "auto" (CUDA, then MPS, then CPU), or a torch device
+    compile: bool = False              # torch.compile the model (opt-in; GPU)
+
+    RUNTIME_FIELDS = ("device", "compile")
+
+    def __post_init__(self):
+        check_config(self)
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with some fields changed (unknown names are an error)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown setting(s) {sorted(unknown)}; valid: {config_fields()}")
+        return dataclasses.replace(self, **changes)
+
+    def key_dict(self) -> dict:
+        """The fields that define the result, JSON-ready."""
+        d = dataclasses.asdict(self)
+        for name in self.RUNTIME_FIELDS:
+            d.pop(name)
+        d["milestones"] = list(d["milestones"])
+        return d
+
+
+def config_fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def check_config(c: TrainConfig) -> None:
+    """Reject bad settings with a message naming the valid choices, before any work starts."""
+    from .models import MODELS
+
+    def bad(msg):
+        raise ValueError(f"TrainConfig: {msg}")
+
+    if c.model not in MODELS:
+        bad(f"unknown model {c.model!r}; valid models: {', '.join(MODELS)}")
+    if c.schedule not in SCHEDULES:
+        bad(f"unknown schedule {c.schedule!r}; valid: {', '.join(SCHEDULES)}")
+    if c.step_per not in ("epoch", "batch"):
+        bad(f"step_per must be 'epoch' or 'batch', not {c.step_per!r}")
+    for name in ("epochs", "batch_size"):
+        value = getattr(c, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            bad(f"{name} must be a positive integer, not {value!r}")
+    if not c.lr > 0:
+        bad(f"lr must be > 0, not {c.lr!r}")
+    if not 0 < c.width:
+        bad(f"width must be > 0, not {c.width!r}")
+    if not 0 <= c.val_fraction < 1:
+        bad(f"val_fraction must be in [0, 1) (0 = validate on test), not {c.val_fraction!r}")
+    if not 0 <= c.label_smoothing < 1:
+        bad(f"label_smoothing must be in [0, 1), not {c.label_smoothing!r}")
+    unknown = set(c.augment) - {f.name for f in dataclasses.fields(Augment)}
+    if unknown:
+        bad(f"unknown augment option(s) {sorted(unknown)}; valid: {[f.name for f in dataclasses.fields(Augment)]}")
+    if c.mix is not None and c.mix.get("kind") not in MIXERS:
+        bad(f"unknown mix kind {c.mix.get('kind')!r}; valid: {', '.join(MIXERS) or '(none installed)'}")
+    if isinstance(c.normalize, str) and c.normalize not in ("dataset", "cifar10"):
+        bad(f"normalize must be 'dataset', 'cifar10' or (mean, std), not {c.normalize!r}")
+
+
+# Batch-mixing hook: kind -> function(x, y, num_classes, generator, **params) -> (x, soft_targets).
+# helpers.cutmix registers "cutmix" here; the engine itself knows no mixing method.
+MIXERS: dict[str, Callable] = {}
+
+
+@dataclass
+class Run:
+    """A trained (or loaded) run: the model, its per-epoch history, and where it is stored."""
+
+    config: TrainConfig
+    model: nn.Module           # eval mode, on `device`; weights per `weights`
+    history: pd.DataFrame
+    path: Path
+    device: torch.device
+    cached: bool               # True when loaded from the run cache without training
+    info: dict                 # environment, timings, best epoch (the manifest's contents)
+    weights: str = "final"
+
+    def load_weights(self, which: str = "final") -> nn.Module:
+        """Swap the model's weights for the run's ``final`` or ``best`` (best-validation) ones."""
+        if which not in ("final", "best"):
+            raise ValueError(f"which must be 'final' or 'best', not {which!r}")
+        self.model.load_state_dict(torch.load(self.path / f"{which}.pt", map_location=self.device))
+        self.weights = which
+        return self.model
+
+    @property
+    def train_seconds(self) -> float:
+        return float(self.history["seconds"].sum())
+
+
+# --- device and reproducibility -------------------------------------------------------------
+
+def pick_device(name: str = "auto") -> torch.device:
+    """CUDA, then Apple's MPS, then CPU (all notebooks, through ``fit``)."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch; make cuDNN deterministic (report 000's protocol)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def environment(device: torch.device, deterministic: bool) -> dict:
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "deterministic": deterministic,
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+# --- files: atomic writes and the manifest --------------------------------------------------
+
+def write_atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Write through a temporary file and rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_torch(obj, path: Path) -> None:
+    write_atomic(path, lambda f: torch.save(obj, f))
+
+
+def save_text(text: str, path: Path) -> None:
+    write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+RUN_FILES = ("final.pt", "best.pt", "history.csv")
+
+
+def verify_run(path: Path) -> dict | None:
+    """The manifest of a complete, intact run folder; None if unfinished; ValueError if damaged."""
+    manifest = path / "run.json"
+    if not manifest.exists():
+        return None
+    try:
+        info = json.loads(manifest.read_text())
+        files = info["files"]
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"{manifest}: unreadable manifest ({e})") from None
+    for name, meta in files.items():
+        f = path / name
+        if not f.exists() or f.stat().st_size != meta["size"] or sha256(f) != meta["sha256"]:
+            raise ValueError(f"{f}: missing, truncated or changed since the run was saved")
+    return info
+
+
+def move_aside(path: Path, why: str) -> None:
+    """Keep a damaged run for inspection under a new name; the caller retrains."""
+    dest = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+    warnings.warn(f"{why}; moved to {dest.name} and training again", stacklevel=3)
+    path.rename(dest)
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock on a run folder: a second process training the same run waits."""
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"Another process is training {path.name}; waiting for it to finish...", flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_path(config: TrainConfig, data: Dataset, root: str | Path = DATA_DIR) -> Path:
+    """Where a run is cached: ``<root>/runs/<name>-<12 hex of sha256(config, data fingerprint)>``."""
+    key = json.dumps({"config": config.key_dict(), "data": data.fingerprint()}, sort_keys=True)
+    return Path(root) / "runs" / f"{config.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+# --- pieces of a training run ---------------------------------------------------------------
+
+def norm_stats(config: TrainConfig, data: Dataset):
+    if config.normalize == "dataset":
+        return data.mean_std()
+    if config.normalize == "cifar10":
+        return CIFAR10_MEAN, CIFAR10_STD
+    return tuple(config.normalize[0]), tuple(config.normalize[1])
+
+
+def make_loaders(config: TrainConfig, data: Dataset, device: torch.device):
+    """Train and validation loaders for a config (validation = test split when val_fraction=0)."""
+    mean, std = norm_stats(config, data)
+    if config.val_fraction > 0:
+        train_idx, val_idx = split_indices(len(data.train_labels), config.val_fraction, config.split_seed)
+        val_images, val_labels = data.train_images, data.train_labels
+    else:
+        train_idx, val_idx = None, None
+        val_images, val_labels = data.test_images, data.test_labels
+    train = BatchLoader(data.train_images, data.train_labels, config.batch_size, mean=mean, std=std,
+                        augment=Augment(**config.augment), shuffle=True, device=device,
+                        seed=config.seed, indices=train_idx)
+    val = BatchLoader(val_images, val_labels, 500, mean=mean, std=std, shuffle=False,
+                      device=device, indices=val_idx)
+    return train, val
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay, nesterov=config.nesterov)
+
+
+def make_scheduler(opt, config: TrainConfig, steps_per_epoch: int):
+    """The report's LR rule. ``step_per='batch'`` counts in batches, else in epochs."""
+    per_batch = config.step_per == "batch"
+    unit = steps_per_epoch if per_batch else 1  # scheduler steps per epoch
+    S = torch.optim.lr_scheduler
+    if config.schedule == "constant":
+        return S.LambdaLR(opt, lambda _: 1.0)
+    if config.schedule == "step":
+        return S.StepLR(opt, step_size=config.step_size * unit, gamma=config.gamma)
+    if config.schedule == "multistep":
+        return S.MultiStepLR(opt, milestones=[m * unit for m in config.milestones], gamma=config.gamma)
+    if config.schedule == "cosine":
+        return S.CosineAnnealingLR(opt, T_max=config.epochs * unit)
+    # OneCycle is defined over the whole run in batches (torch's defaults: 30% warm-up, cosine)
+    return S.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch)
+
+
+def autocast(device: torch.device):
+    # bf16 autocast on CUDA: tensor-core speed without fp16's loss scaling; CPU stays fp32
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: BatchLoader) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of a model over a loader (all notebooks)."""
+    model.eval()
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for x, y in loader:
+        with autocast(device):
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    n = loader.num_samples
+    return loss_sum.item() / n, correct.item() / n  # one host sync per evaluation
+
+
+def train_epoch(model, loader, opt, sched, config, num_classes, mix_generator) -> tuple[float, float]:
+    """One pass over the training loader; metrics stay on the device until the epoch ends."""
+    model.train()
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    mixer = MIXERS[config.mix["kind"]] if config.mix else None
+    for x, y in loader:
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        target = y
+        if mixer is not None:
+            params = {k: v for k, v in config.mix.items() if k != "kind"}
+            x, target = mixer(x, y, num_classes, mix_generator, **params)
+        with autocast(device):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), target, label_smoothing=config.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if config.step_per == "batch":
+            sched.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+    if config.step_per == "epoch":
+        sched.step()
+    n = loader.num_samples
+    return loss_sum.item() / n, correct.item() / n
+
+
+def build(config: TrainConfig, num_classes: int, device: torch.device) -> nn.Module:
+    """The config's model, freshly initialised from its seed, on the device."""
+    seed_everything(config.seed, config.deterministic)
+    model = build_model(config.model, num_classes=num_classes, width=config.width, **config.model_kwargs)
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)  # NHWC convs are faster on tensor cores
+    return model
+
+
+# --- fit ------------------------------------------------------------------------------------
+
+def fit(config: TrainConfig, data: Dataset, *, root: str | Path | None = None, force: bool = False,
+        progress: bool = True) -> Run:
+    """Train ``config`` on ``data`` or load the identical run from the cache (all notebooks).
+
+    The model is named by the config (``config.model``) rather than passed in, so that its
+    initialisation follows ``config.seed`` and the cache key covers it. ``force=True`` retrains.
+    An interrupted run resumes from its last complete epoch and ends as an uninterrupted one would.
+    """
+    device = pick_device(config.device)
+    path = run_path(config, data, DATA_DIR if root is None else root)
+    with locked(path):
+        if force and path.exists():
+            shutil.rmtree(path)
+        if not force:
+            try:
+                info = verify_run(path)
+            except ValueError as e:
+                move_aside(path, str(e))
+                info = None
+            if info is not None:
+                return load_run(config, data, path, info, device)
+        return train_run(config, data, path, device, progress)
+
+
+def load_run(config, data, path, info, device) -> Run:
+    model = build(config, data.num_classes, device)
+    model.load_state_dict(torch.load(path / "final.pt", map_location=device))
+    model.eval()
+    history = pd.read_csv(path / "history.csv")
+    return Run(config, model, history, path, device, cached=True, info=info)
+
+
+def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.device, progress: bool) -> Run:
+    path.mkdir(parents=True, exist_ok=True)
+    train_loader, val_loader = make_loaders(config, data, device)
+    model = build(config, data.num_classes, device)
+    opt = make_optimizer(model, config)
+    sched = make_scheduler(opt, config, len(train_loader))
+    step_model = torch.compile(model) if config.compile else model
+
+    rows, start, best_acc, best_state = [], 0, -1.0, None
+    ckpt_file = path / "checkpoint.pt"
+    if ckpt_file.exists():
+        try:
+            ckpt = torch.load(ckpt_file, map_location=device, weights_only=False)
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            rows, start, best_acc, best_state = ckpt["rows"], ckpt["epoch"], ckpt["best_acc"], ckpt["best_state"]
+            set_rng_state(ckpt["rng"])
+            print(f"Resuming {path.name} after epoch {start}/{config.epochs}", flush=True)
+        except Exception as e:  # a damaged checkpoint only costs the epochs it held
+            warnings.warn(f"{ckpt_file}: unreadable checkpoint ({type(e).__name__}); starting over")
+            ckpt_file.unlink()
+            model = build(config, data.num_classes, device)
+            opt = make_optimizer(model, config)
+            sched = make_scheduler(opt, config, len(train_loader))
+            step_model = torch.compile(model) if config.compile else model
+
+    # TQDM_DISABLE=1 (set by the report runner) keeps progress bars out of saved reports
+    quiet = not progress or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
+    bar = tqdm(total=config.epochs, initial=start, desc=config.name, unit="epoch", disable=quiet)
+    for epoch in range(start, config.epochs):
+        train_loader.set_epoch(epoch)
+        # mixing draws from its own (seed, epoch) stream, so a resumed epoch mixes the same way
+        mix_gen = torch.Generator(device=device).manual_seed(config.seed * 1000 + epoch)
+        lr = opt.param_groups[0]["lr"]
+        t0 = time.perf_counter()
+        train_loss, train_acc = train_epoch(step_model, train_loader, opt, sched, config, data.num_classes, mix_gen)
+        seconds = time.perf_counter() - t0
+        val_loss, val_acc = evaluate(step_model, val_loader)
+        rows.append(dict(epoch=epoch + 1, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
+                         val_acc=val_acc, lr=lr, seconds=seconds))
+        if val_acc > best_acc:
+            best_acc = val_acc
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        save_torch(dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                        rows=rows, epoch=epoch + 1, best_acc=best_acc, best_state=best_state, rng=rng_state()),
+                   ckpt_file)
+        bar.update(1)
+        bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", val_acc=f"{val_acc:.3f}")
+    bar.close()
+
+    history = pd.DataFrame(rows)
+    save_torch(model.state_dict(), path / "final.pt")
+    save_torch(best_state, path / "best.pt")
+    save_text(history.to_csv(index=False), path / "history.csv")
+    best_epoch = int(history["val_acc"].idxmax()) + 1
+    info = dict(
+        config=config.key_dict(), data=data.name, data_fingerprint=data.fingerprint(),
+        environment=environment(device, config.deterministic), best_epoch=best_epoch,
+        best_val_acc=float(history["val_acc"].max()), train_seconds=float(history["seconds"].sum()),
+        finished=time.strftime("%Y-%m-%d %H:%M:%S"),
+        files={n: {"size": (path / n).stat().st_size, "sha256": sha256(path / n)} for n in RUN_FILES},
+    )
+    save_text(json.dumps(info, indent=2), path / "run.json")  # last: marks the run complete
+    ckpt_file.unlink(missing_ok=True)
+    model.eval()
+    return Run(config, model, history, path, device, cached=False, info=info)

@@ -1,0 +1,214 @@
+"""The training engine: learning, the run cache, resume, determinism and the reports' LR rules."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import train as T
+from helpers.data import make_synthetic
+from helpers.train import TrainConfig, fit, make_scheduler
+
+TINY = TrainConfig(name="tiny", model="simple_cnn", width=0.25, epochs=3, batch_size=32, lr=0.05,
+                   schedule="step", step_size=2, augment=dict(crop_padding=2, flip_h=0.5), val_fraction=0.2,
+                   device="cpu")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic(n_train=400, n_test=200, seed=1)
+
+
+def same_history(a: pd.DataFrame, b: pd.DataFrame):
+    cols = [c for c in a.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module):
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb), ka
+
+
+# --- learning rate rules, checked against the numbers the reports print ---------------------
+
+def lrs_after_each_epoch(config: TrainConfig, steps_per_epoch: int = 10) -> list[float]:
+    """LR after each epoch's scheduler steps, as report 003's table lists them (epoch 1 = after one epoch)."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr, momentum=0.9)
+    sched = make_scheduler(opt, config, steps_per_epoch)
+    out = []
+    for _ in range(config.epochs):
+        for _ in range(steps_per_epoch if config.step_per == "batch" else 1):
+            opt.step()
+            sched.step()
+        out.append(opt.param_groups[0]["lr"])
+    return out
+
+
+@pytest.mark.parametrize("lr,table", [
+    (0.15, {1: 0.1494, 5: 0.1357, 10: 0.0982, 15: 0.0518, 20: 0.0143, 25: 0.0000}),  # report 003 exp 1
+    (0.20, {1: 0.1992, 5: 0.1809, 10: 0.1309, 15: 0.0691, 20: 0.0191, 25: 0.0000}),  # report 003 exp 2
+])
+def test_cosine_matches_report_003(lr, table):
+    lrs = lrs_after_each_epoch(TrainConfig(lr=lr, epochs=25, schedule="cosine"))
+    for epoch, expected in table.items():
+        assert round(lrs[epoch - 1], 4) == expected
+
+
+def test_cosine_100_epochs_follows_report_002_shape():
+    # report 002's log (printed for a run whose peak was 0.01): epoch 55 -> 0.004218, epoch 80 -> 0.000955
+    lrs = lrs_after_each_epoch(TrainConfig(lr=0.01, epochs=100, schedule="cosine"))
+    assert round(lrs[54], 6) == 0.004218 and round(lrs[79], 6) == 0.000955
+
+
+def test_step_lr_matches_report_004():
+    lrs = lrs_after_each_epoch(TrainConfig(lr=0.01, epochs=30, schedule="step", step_size=10, gamma=0.1))
+    # LR in use during epochs 1-10, 11-20, 21-30 (the value after epoch k is the one epoch k+1 uses)
+    used = [0.01] + lrs[:-1]
+    assert used[9] == pytest.approx(0.01) and used[10] == pytest.approx(0.001) and used[20] == pytest.approx(1e-4)
+
+
+def test_multistep_matches_report_001():
+    lrs = lrs_after_each_epoch(TrainConfig(lr=0.1, epochs=50, schedule="multistep", milestones=(25, 40)))
+    used = [0.1] + lrs[:-1]
+    assert used[24] == pytest.approx(0.1) and used[25] == pytest.approx(0.01) and used[40] == pytest.approx(0.001)
+
+
+def test_onecycle_matches_report_000_rule():
+    # OneCycle with max lr 0.01 over 40 epochs, per batch: starts at max/25, peaks at 30%, ends near 0
+    steps = 20
+    cfg = TrainConfig(lr=0.01, epochs=40, schedule="onecycle", step_per="batch")
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr, momentum=0.9)
+    sched = make_scheduler(opt, cfg, steps)
+    seen = [opt.param_groups[0]["lr"]]
+    for _ in range(cfg.epochs * steps - 1):
+        opt.step()
+        sched.step()
+        seen.append(opt.param_groups[0]["lr"])
+    assert seen[0] == pytest.approx(0.01 / 25)
+    assert max(seen) == pytest.approx(0.01) and seen.index(max(seen)) == pytest.approx(0.3 * len(seen), abs=2)
+    assert seen[-1] < 1e-6
+
+
+# --- fit ------------------------------------------------------------------------------------
+
+def test_fit_learns_and_records_history(tmp_path):
+    data = make_synthetic(n_train=2000, n_test=200, seed=1)
+    config = TINY.replace(epochs=4, lr=0.05, step_size=3, model_kwargs={"batch_norm": True}, val_fraction=0.2)
+    run = fit(config, data, root=tmp_path, progress=False)
+    h = run.history
+    assert list(h.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+    assert list(h.epoch) == [1, 2, 3, 4] and not run.cached
+    assert h.train_loss.iloc[-1] < h.train_loss.iloc[0]
+    assert h.val_acc.max() > 0.2  # chance is 0.1
+    assert h.lr.tolist() == pytest.approx([0.05, 0.05, 0.05, 0.005])  # StepLR every 3 epochs
+    assert (run.path / "run.json").exists() and not (run.path / "checkpoint.pt").exists()
+
+
+def test_second_fit_loads_from_cache_without_training(tmp_path, data, monkeypatch):
+    first = fit(TINY, data, root=tmp_path, progress=False)
+    monkeypatch.setattr(T, "train_epoch", lambda *a, **k: pytest.fail("trained again"))
+    second = fit(TINY, data, root=tmp_path, progress=False)
+    assert second.cached and second.path == first.path
+    same_history(first.history, second.history)
+    same_weights(first.model, second.model)
+    # where it runs is not part of the run's identity; what it learns is
+    assert T.run_path(TINY.replace(device="cuda"), data, tmp_path) == first.path
+    assert T.run_path(TINY.replace(lr=0.04), data, tmp_path) != first.path
+    assert T.run_path(TINY, make_synthetic(n_train=400, n_test=200, seed=2), tmp_path) != first.path
+
+
+def test_force_retrains(tmp_path, data):
+    fit(TINY, data, root=tmp_path, progress=False)
+    assert not fit(TINY, data, root=tmp_path, progress=False, force=True).cached
+
+
+def test_same_seed_gives_identical_runs(tmp_path, data):
+    a = fit(TINY, data, root=tmp_path / "a", progress=False)
+    b = fit(TINY, data, root=tmp_path / "b", progress=False)
+    same_history(a.history, b.history)
+    same_weights(a.model, b.model)
+    c = fit(TINY.replace(seed=7), data, root=tmp_path / "c", progress=False)
+    assert not c.history.train_loss.equals(a.history.train_loss)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, data, monkeypatch):
+    config = TINY.replace(epochs=4, model_kwargs={"batch_norm": True})  # dropout + BN: RNG and buffers matter
+    whole = fit(config, data, root=tmp_path / "whole", progress=False)
+
+    real_epoch, calls = T.train_epoch, []
+
+    def dies_in_third_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Interrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(T, "train_epoch", dies_in_third_epoch)
+    with pytest.raises(Interrupt):
+        fit(config, data, root=tmp_path / "cut", progress=False)
+    monkeypatch.setattr(T, "train_epoch", real_epoch)
+    path = T.run_path(config, data, tmp_path / "cut")
+    assert (path / "checkpoint.pt").exists() and not (path / "run.json").exists()
+
+    resumed = fit(config, data, root=tmp_path / "cut", progress=False)
+    assert not resumed.cached
+    same_history(whole.history, resumed.history)
+    same_weights(whole.model, resumed.model)
+
+
+def test_best_weights_are_kept(tmp_path, data):
+    run = fit(TINY, data, root=tmp_path, progress=False)
+    best = run.info["best_epoch"]
+    assert run.history.val_acc.iloc[best - 1] == run.history.val_acc.max()
+    run.load_weights("best")
+    assert run.weights == "best"
+    with pytest.raises(ValueError, match="'final' or 'best'"):
+        run.load_weights("middle")
+
+
+def test_damaged_run_is_moved_aside_and_retrained(tmp_path, data):
+    first = fit(TINY, data, root=tmp_path, progress=False)
+    with open(first.path / "final.pt", "r+b") as f:
+        f.truncate(100)
+    with pytest.warns(UserWarning, match="final.pt: missing, truncated or changed"):
+        again = fit(TINY, data, root=tmp_path, progress=False)
+    assert not again.cached
+    same_history(first.history, again.history)
+    assert len(list((tmp_path / "runs").glob("*.broken-*"))) == 1
+
+
+def test_validation_on_test_split_when_fraction_is_zero(tmp_path, data):
+    train, val = T.make_loaders(TINY.replace(val_fraction=0.0), data, torch.device("cpu"))
+    assert train.num_samples == 400 and val.num_samples == 200
+    train, val = T.make_loaders(TINY, data, torch.device("cpu"))
+    assert train.num_samples == 320 and val.num_samples == 80
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(model="vgg"), "valid models"),
+    (dict(schedule="linear"), "valid: constant, step, multistep, cosine, onecycle"),
+    (dict(epochs=-1), "epochs must be a positive integer"),
+    (dict(batch_size=0), "batch_size must be a positive integer"),
+    (dict(val_fraction=1.0), r"val_fraction must be in \[0, 1\)"),
+    (dict(augment={"rotate": 10}), "unknown augment option"),
+    (dict(mix={"kind": "mixup"}), "unknown mix kind"),
+    (dict(normalize="imagenet"), "normalize must be"),
+])
+def test_bad_settings_are_rejected_before_training(changes, message):
+    with pytest.raises(ValueError, match=message):
+        TINY.replace(**changes)
+
+
+def test_unknown_setting_names_valid_ones():
+    with pytest.raises(ValueError, match="valid: .*batch_size"):
+        TINY.replace(batchsize=64)
+
+
+def test_pick_device():
+    assert T.pick_device("cpu") == torch.device("cpu")
+    assert T.pick_device("auto").type in ("cpu", "cuda", "mps")
