@@ -30,7 +30,7 @@ def test_full_profiles_are_the_reports_protocols():
 @pytest.mark.parametrize("profile", ["smoke", "quick"])
 def test_scaled_profiles_keep_the_protocol_shape(study, profile):
     small, full = settings(study, profile), settings(study, "full")
-    assert small.dataset == "synthetic" and small.n_train < 20_000
+    assert small.dataset == "synthetic" and small.n_train <= 20_000
     assert small.train.width < 1 and small.train.epochs < full.train.epochs
     for name in ("model", "schedule", "step_per", "momentum", "weight_decay", "seed"):
         assert getattr(small.train, name) == getattr(full.train, name)
