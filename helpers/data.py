@@ -589,7 +589,8 @@ def make_synthetic(n_train: int = 50_000, n_test: int = 10_000, seed: int = 0, s
     ~ U(0.01, 0.08) per image.
 
     The shortcut: in the train split, a fraction ``shortcut`` of each class's images use texture
-    t = k, the rest a uniformly random texture; in the test split the texture is always random. A
+    t = k and a background tinted 60% towards class k's colour (``SYNTH["tint"]``, ``_TINTS``), the
+    rest a uniformly random texture and no tint; in the test split backgrounds are always random. A
     model that learns the backgrounds is right on train and confidently wrong on test. Measured
     with a 3-conv CNN (Adam, 5 epochs, 5k train images, no augmentation): see data/README.md.
 
