@@ -329,3 +329,11 @@ def epochs_to_reach(history_df: pd.DataFrame, threshold: float, column: str = "v
         return None
     row = reached[0]
     return int(history_df["epoch"].iloc[row]) if "epoch" in history_df.columns else int(row) + 1
+
+
+def top_confusion(cm) -> tuple[int, int, int]:
+    """The most frequent confusion of a confusion matrix: (true class, predicted class, count) (01)."""
+    off = np.asarray(cm).astype(float).copy()
+    np.fill_diagonal(off, -1)
+    t, p = np.unravel_index(off.argmax(), off.shape)
+    return int(t), int(p), int(np.asarray(cm)[t, p])

@@ -269,3 +269,8 @@ def test_predict_batch_size_does_not_matter(cnn_and_images, batch_size):
     assert p.labels is None
     with pytest.raises(ValueError):
         p.correct
+
+
+def test_top_confusion_ignores_the_diagonal():
+    cm = np.array([[50, 2, 7], [1, 60, 0], [3, 9, 40]])
+    assert E.top_confusion(cm) == (2, 1, 9)

@@ -84,7 +84,7 @@ def test_smoke_run_writes_metrics_and_figures(path, tmp_path):
     assert result.ok, f"{result.status}: {result.error}"
     folder = Path(result.folder)
     if pdf:  # the hand-in format: the report must convert
-        assert Path(result.pdf).read_bytes()[:4] == b"%PDF"
+        assert (folder / result.pdf).read_bytes()[:4] == b"%PDF"
     assert (folder / "metrics.json").is_file(), "the notebook should write <output_dir>/metrics.json"
     metrics = json.loads((folder / "metrics.json").read_text())
     assert isinstance(metrics.get("figures"), list), "metrics.json needs a 'figures' list"

@@ -1,0 +1,138 @@
+"""Notebook 01's measured version of "the model looks at the background": Grad-CAM energy on the object.
+
+- :func:`sample_groups` -- a seeded sample of a model's failures and of its correct predictions
+- :func:`attention_on_object` -- Grad-CAM share inside the object mask for such a sample, one row per image
+- :func:`summarize_attention` -- the notebook's table: images, mean, standard error, median per group
+- :func:`attention_figure` -- means with 95% intervals (left) and distributions (right), per model and group
+
+Heatmaps explain each model's *own* prediction (``targets = preds.pred``), as in the notebook's
+Grad-CAM figure: for a failure, the question is what the model looked at when it chose the wrong
+class. Masks exist on the synthetic source only (``Dataset.test_masks``).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import MatplotlibDeprecationWarning
+from torch import nn
+
+from .cam import compute_cams, energy_in_mask
+from .evaluate import Predictions
+
+__all__ = ["GROUPS", "attention_figure", "attention_on_object", "sample_groups", "summarize_attention"]
+
+GROUPS = ("failure", "correct")
+
+
+def sample_groups(correct, max_per_group: int | None = 500, seed: int = 0) -> dict[str, np.ndarray]:
+    """Indices of failures (``correct`` False) and correct predictions, at most ``max_per_group`` each.
+
+    A group larger than ``max_per_group`` is sampled without replacement from a generator seeded
+    with ``seed`` (the same seed gives the same sample); ``None`` keeps every index. Indices come
+    back sorted, int64; a group may be empty.
+    """
+    if max_per_group is not None and max_per_group < 0:
+        raise ValueError(f"max_per_group must be >= 0 or None, got {max_per_group}")
+    correct = np.asarray(correct, dtype=bool).ravel()
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, members in (("failure", np.flatnonzero(~correct)), ("correct", np.flatnonzero(correct))):
+        if max_per_group is not None and len(members) > max_per_group:
+            members = np.sort(rng.choice(members, size=max_per_group, replace=False))
+        out[name] = members.astype(np.int64)
+    return out
+
+
+def attention_on_object(model: nn.Module, images, masks, preds: Predictions, *, mean, std,
+                        max_per_group: int | None = 500, seed: int = 0, batch_size: int = 64) -> pd.DataFrame:
+    """Share of each sampled image's Grad-CAM inside its object mask, for failures and correct predictions.
+
+    ``images``/``masks``: the evaluated uint8 N,3,H,W images and their bool N,H,W object masks;
+    ``preds``: the model's :class:`~helpers.evaluate.Predictions` on them (with labels). Samples
+    with :func:`sample_groups`, computes one heatmap per image for the model's predicted class
+    (:func:`helpers.cam.compute_cams`) and scores it with :func:`helpers.cam.energy_in_mask`.
+
+    Returns one row per sampled image, failures first: ``index, group, energy, object_area`` --
+    ``energy`` in [0, 1] (NaN for an all-zero heatmap), ``object_area`` the mask's share of the
+    image, i.e. what a heatmap spread evenly over the image would score.
+    """
+    masks = masks.detach().cpu().numpy() if hasattr(masks, "detach") else np.asarray(masks)
+    if len(masks) != len(preds):
+        raise ValueError(f"{len(masks)} masks for {len(preds)} predictions")
+    groups = sample_groups(preds.correct, max_per_group, seed)
+    idx = np.concatenate([groups[g] for g in GROUPS])
+    names = np.repeat(np.array(GROUPS, dtype=object), [len(groups[g]) for g in GROUPS])
+    sel_masks = masks[idx].astype(bool)
+    if len(idx):
+        cams = compute_cams(model, images[idx], mean=mean, std=std, targets=preds.pred[idx],
+                            batch_size=batch_size)
+        energy = energy_in_mask(cams, sel_masks)
+    else:
+        energy = np.zeros(0)
+    return pd.DataFrame({
+        "index": idx,
+        "group": names,
+        "energy": energy.astype(np.float64),
+        "object_area": sel_masks.reshape(len(idx), -1).mean(axis=1) if len(idx) else np.zeros(0),
+    })
+
+
+def summarize_attention(df: pd.DataFrame, by=("group",)) -> pd.DataFrame:
+    """Per group of ``by`` columns: images, scored (non-NaN energy), mean, sem, median energy, object area.
+
+    ``sem`` is the standard error of the mean (NaN with fewer than two scored images);
+    ``object_area`` the group's mean mask area, the score of heatmaps spread evenly over the image;
+    ``vs_area`` = ``mean / object_area``: how many times more of the heatmap is on the object than
+    an even spread would put there (groups can differ in object size, e.g. small objects fail more
+    often, so this is the fairer comparison). Groups keep their order of first appearance.
+    """
+    by = list(by)
+    columns = ["images", "scored", "mean", "sem", "median", "object_area", "vs_area"]
+    keys, rows = [], []
+    for key, g in df.groupby(by, sort=False):
+        e = g["energy"].dropna()
+        keys.append(key if len(by) > 1 else (key[0] if isinstance(key, tuple) else key))
+        m, area = (e.mean() if len(e) else np.nan), g["object_area"].mean()
+        rows.append([len(g), len(e), m, e.std(ddof=1) / np.sqrt(len(e)) if len(e) > 1 else np.nan,
+                     e.median() if len(e) else np.nan, area, m / area if area > 0 else np.nan])
+    index = pd.MultiIndex.from_tuples(keys, names=by) if len(by) > 1 and keys else pd.Index(keys, name=by[0])
+    out = pd.DataFrame(rows, index=index, columns=columns)
+    return out.astype({"images": int, "scored": int})
+
+
+def attention_figure(df: pd.DataFrame, x: str = "model") -> plt.Figure:
+    """Energy on the object per ``x`` value and group: mean with a 95% bootstrap interval, and distribution.
+
+    ``df``: rows of :func:`attention_on_object` with an ``x`` column (e.g. the model's name). A
+    dashed line marks the mean object area: the score of a heatmap spread evenly over the image.
+    Images with a NaN energy (all-zero heatmap) are left out.
+    """
+    scored = df.dropna(subset=["energy"])
+    order = list(dict.fromkeys(df[x]))
+    hue_order = [g for g in GROUPS if g in set(df["group"])]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    if len(scored):
+        sns.barplot(scored, x=x, y="energy", hue="group", order=order, hue_order=hue_order,
+                    errorbar=("ci", 95), seed=0, capsize=0.1, ax=a)
+        with warnings.catch_warnings():  # seaborn 0.13 passes boxplot's vert=, deprecated in Matplotlib 3.11
+            warnings.simplefilter("ignore", MatplotlibDeprecationWarning)
+            sns.boxplot(scored, x=x, y="energy", hue="group", order=order, hue_order=hue_order,
+                        fliersize=2, ax=b, legend=False)
+    area = df["object_area"].mean()
+    for ax in (a, b):
+        if np.isfinite(area):
+            ax.axhline(area, color="grey", linestyle="--", linewidth=1, label="object area")
+        ax.set_xlabel("")
+        ax.set_ylim(0, 1)
+    if a.get_legend_handles_labels()[0]:
+        a.legend(fontsize=8, loc="upper right")  # the groups and the object-area line
+    a.set_ylabel("Grad-CAM share on the object")
+    a.set_title("Mean (95% interval)")
+    b.set_title("Distribution")
+    fig.tight_layout()
+    return fig
