@@ -17,16 +17,6 @@ from helpers.models import MODELS, FlexibleCNN, SimpleCNN, build_model, last_con
 NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models at small batches gain nothing from intra-op threads, and on a loaded 2-core box
-    every op then waits for a preempted thread (measured: 36 ms vs 0.2 ms for one small conv)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data():
     return make_synthetic(n_train=0, n_test=8, seed=3)

@@ -14,15 +14,6 @@ from helpers.loader import normalize
 from helpers.models import SimpleCNN
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models at small batches gain nothing from intra-op threads, and on a loaded 2-core box
-    every op then waits for a preempted thread (measured: 36 ms vs 0.2 ms for one small conv)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 # --- a fixed 5-sample example: labels vs predictions, 3 classes -----------------------------------
 LABELS = [0, 0, 1, 2, 2]
 PRED = [0, 1, 1, 2, 0]

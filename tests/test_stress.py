@@ -14,14 +14,6 @@ from helpers.stress import GROUPS, attention_on_object, sample_groups, summarize
 NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data():
     return make_synthetic(n_train=0, n_test=24, seed=5)
