@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -40,6 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import DATA_DIR
+from .cutmix import cutmix
 from .data import CIFAR10_MEAN, CIFAR10_STD, Dataset, split_indices
 from .loader import Augment, BatchLoader
 from .models import build_model
@@ -131,15 +133,21 @@ def check_config(c: TrainConfig) -> None:
     unknown = set(c.augment) - {f.name for f in dataclasses.fields(Augment)}
     if unknown:
         bad(f"unknown augment option(s) {sorted(unknown)}; valid: {[f.name for f in dataclasses.fields(Augment)]}")
-    if c.mix is not None and c.mix.get("kind") not in MIXERS:
-        bad(f"unknown mix kind {c.mix.get('kind')!r}; valid: {', '.join(MIXERS) or '(none installed)'}")
+    if c.mix is not None:
+        if c.mix.get("kind") not in MIXERS:
+            bad(f"unknown mix kind {c.mix.get('kind')!r}; valid: {', '.join(MIXERS)}")
+        mixer = MIXERS[c.mix["kind"]]
+        valid = [n for n, prm in inspect.signature(mixer).parameters.items() if prm.kind == prm.KEYWORD_ONLY]
+        unknown = set(c.mix) - {"kind", *valid}
+        if unknown:
+            bad(f"unknown {c.mix['kind']} option(s) {sorted(unknown)}; valid: {valid}")
     if isinstance(c.normalize, str) and c.normalize not in ("dataset", "cifar10"):
         bad(f"normalize must be 'dataset', 'cifar10' or (mean, std), not {c.normalize!r}")
 
 
-# Batch-mixing hook: kind -> function(x, y, num_classes, generator, **params) -> (x, soft_targets).
-# helpers.cutmix registers "cutmix" here; the engine itself knows no mixing method.
-MIXERS: dict[str, Callable] = {}
+# Batch-mixing hook: kind -> function(x, y, num_classes, generator, **params) -> (x, targets), where
+# generator is a CPU torch.Generator seeded per (seed, epoch) and targets are labels or soft labels.
+MIXERS: dict[str, Callable] = {"cutmix": cutmix}
 
 
 @dataclass
@@ -478,7 +486,7 @@ def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.devi
     for epoch in range(start, config.epochs):
         train_loader.set_epoch(epoch)
         # mixing draws from its own (seed, epoch) stream, so a resumed epoch mixes the same way
-        mix_gen = torch.Generator(device=device).manual_seed(config.seed * 1000 + epoch)
+        mix_gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
         lr = opt.param_groups[0]["lr"]
         t0 = time.perf_counter()
         train_loss, train_acc = train_epoch(step_model, train_loader, opt, sched, config, data.num_classes, mix_gen)
