@@ -536,6 +536,40 @@ def _decode_images(items: list[tuple[str, object]]) -> Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
+def load_unlabelled(path: str | Path) -> tuple[list[str], Tensor]:
+    """Images without labels, to write a prediction file for (03's Kaggle-style ``predictions.csv``).
+
+    ``path`` is a folder of image files (IDs: the file names without extension, in sorted order;
+    any size, framed to 32x32 like a folder dataset), or a ``.npy`` / ``.pt`` array of N uint8
+    images shaped N,32,32,3 or N,3,32,32 (IDs: 0..N-1). Returns (ids, N,3,32,32 uint8 tensor).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"unlabelled image set {path} does not exist (a folder of images, or .npy/.pt)")
+    if path.is_dir():
+        files = sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith("."))
+        bad = [f.name for f in files if f.suffix.lower() not in IMAGE_EXTENSIONS]
+        if bad:
+            raise ValueError(f"{path}: not image files: {', '.join(bad[:5])} (valid: {', '.join(IMAGE_EXTENSIONS)})")
+        if not files:
+            raise ValueError(f"{path}: no image files")
+        images = _decode_images([(str(f), f.read_bytes) for f in files])
+        return [f.stem for f in files], images
+    if path.suffix not in (".npy", ".pt"):
+        raise ValueError(f"{path}: an unlabelled image set is a folder of images, a .npy or a .pt file")
+    try:
+        array = torch.as_tensor(np.load(path) if path.suffix == ".npy" else torch.load(path, weights_only=True))
+    except Exception as err:
+        raise ValueError(f"cannot read {path}: {type(err).__name__}: {err}") from err
+    if array.dtype != torch.uint8 or array.dim() != 4:
+        raise ValueError(f"{path}: expected uint8 images N,32,32,3 or N,3,32,32, got {array.dtype} {tuple(array.shape)}")
+    if array.shape[-1] == 3 and array.shape[1] != 3:
+        array = array.permute(0, 3, 1, 2)
+    if tuple(array.shape[1:]) != (3, SIZE, SIZE):
+        raise ValueError(f"{path}: expected images of 3x32x32, got {tuple(array.shape[1:])}")
+    return [str(i) for i in range(len(array))], array.contiguous()
+
+
 # ---------------------------------------------------------------------------------------------------
 # The synthetic source: shapes on textured backgrounds, with a controllable background shortcut
 # ---------------------------------------------------------------------------------------------------

@@ -10,6 +10,10 @@ Plain torch / NumPy / pandas, one small function per question a notebook asks:
 - :func:`rescued`, :func:`broken`, :func:`compare_cases` -- what changed between model A and
   model B on the same images (02: baseline vs CutMix; 01: plain vs residual)
 - :func:`epochs_to_reach` -- convergence speed from a training history (05)
+- :data:`TTA_VIEWS` and ``predict(..., views=...)`` -- test-time augmentation (03)
+- :func:`confidence_summary`, :func:`wrong_by_confidence`, :func:`migration`,
+  :func:`calibration` (reliability table and ECE), :func:`risk_coverage`, :func:`train_val_gap`
+  -- how confident a model is when it is wrong (02)
 
 Conventions: "index" always means the position of a sample in the evaluated image tensor. Every
 array argument may be a NumPy array, a torch tensor (any device) or a list; results are NumPy
@@ -25,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torchvision.transforms.v2 import functional as TF
 
 from .loader import normalize
 from .train import autocast
@@ -32,7 +37,18 @@ from .train import autocast
 __all__ = [
     "CHANGES",
     "Predictions",
+    "THRESHOLDS",
+    "TTA_VIEWS",
     "accuracy",
+    "accuracy_at_threshold",
+    "calibration",
+    "confidence_summary",
+    "migration",
+    "risk_coverage",
+    "train_val_gap",
+    "wrong_by_confidence",
+    "write_predictions",
+    "check_predictions",
     "broken",
     "compare_cases",
     "confusion",
@@ -61,6 +77,25 @@ def _labels_1d(pred, labels) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- predictions ---------------------------------------------------------------------------------
+
+
+def _pad_centre_crop(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    # Report 002's fourth view: zero-pad by 4, then take the centre 32x32. The centre crop of a
+    # symmetric pad is the original image again, so this view is pixel-identical to "original";
+    # it is kept because the report lists it (notebook 03 shows the check), not for its effect.
+    h, w = x.shape[-2:]
+    return TF.center_crop(TF.pad(x, [pad]), [h, w])
+
+
+# Test-time views of a normalised N,C,H,W batch (03). Gaussian blur: kernel 3 as in training,
+# sigma 1.0 (report 002 does not give the test-time sigma; 1.0 is inside its training range).
+TTA_VIEWS = {
+    "original": lambda x: x,
+    "hflip": lambda x: x.flip(-1),
+    "vflip": lambda x: x.flip(-2),
+    "pad_crop": _pad_centre_crop,
+    "blur": lambda x: TF.gaussian_blur(x, kernel_size=[3, 3], sigma=[1.0, 1.0]),
+}
 
 
 @dataclass(eq=False)
@@ -94,7 +129,8 @@ class Predictions:
         return self.labels
 
 
-def predict(model: nn.Module, images, labels=None, *, mean, std, batch_size: int = 500) -> Predictions:
+def predict(model: nn.Module, images, labels=None, *, mean, std, batch_size: int = 500,
+            views: Sequence[str] = ("original",)) -> Predictions:
     """Softmax predictions of ``model`` on uint8 ``images`` (N,3,H,W), in batches (01, 02, 03, 05).
 
     Each batch goes to the model's device, is normalised with :func:`helpers.loader.normalize`
@@ -102,7 +138,13 @@ def predict(model: nn.Module, images, labels=None, *, mean, std, batch_size: int
     :func:`helpers.train.autocast` (bf16 on CUDA, fp32 on the CPU); probabilities are taken in
     float32. The model runs in eval mode; its previous train/eval mode is restored afterwards.
     The result does not depend on ``batch_size`` (beyond float rounding on a GPU).
+
+    ``views`` names test-time augmentations from :data:`TTA_VIEWS`; with more than one, the
+    softmax is averaged over the views (03's TTA). Each batch is transformed as a whole.
     """
+    unknown = [v for v in views if v not in TTA_VIEWS]
+    if unknown or not views:
+        raise ValueError(f"unknown view(s) {unknown}; valid views: {', '.join(TTA_VIEWS)}")
     images = torch.as_tensor(images)
     if images.dim() != 4:
         raise ValueError(f"images must be N,C,H,W, got shape {tuple(images.shape)}")
@@ -120,9 +162,12 @@ def predict(model: nn.Module, images, labels=None, *, mean, std, batch_size: int
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
                 x = normalize(images[start : start + batch_size].to(device, non_blocking=True), mean, std)
-                with autocast(device):
-                    logits = model(x)
-                chunks.append(logits.float().softmax(dim=1).cpu())
+                probs = 0
+                for view in views:
+                    with autocast(device):
+                        logits = model(TTA_VIEWS[view](x))
+                    probs = probs + logits.float().softmax(dim=1)
+                chunks.append((probs / len(views)).cpu())
     finally:
         model.train(was_training)
     if not chunks:
@@ -313,6 +358,140 @@ def compare_cases(indices, a: Predictions, b: Predictions, classes: Sequence[str
     })
 
 
+# --- confidence and calibration ------------------------------------------------------------------
+
+THRESHOLDS = (0.5, 0.7, 0.9, 0.99)  # report 001's confidence levels for "confidently wrong"
+
+
+def wrong_by_confidence(preds: Predictions, thresholds: Sequence[float] = THRESHOLDS) -> pd.Series:
+    """How many predictions are wrong with confidence >= each threshold (02)."""
+    wrong = ~preds.correct
+    return pd.Series({float(t): int((wrong & (preds.conf >= t)).sum()) for t in thresholds},
+                     name="wrong predictions").rename_axis("confidence >=")
+
+
+def confidence_summary(preds: Predictions, thresholds: Sequence[float] = THRESHOLDS) -> dict:
+    """Accuracy, number wrong, mean confidence of wrong and of right predictions, and the
+    counts of :func:`wrong_by_confidence` under keys ``wrong >= t`` (02's metrics table)."""
+    right = preds.correct
+    mean = lambda mask: float(preds.conf[mask].mean()) if mask.any() else float("nan")  # noqa: E731
+    out = dict(accuracy=float(right.mean()), wrong=int((~right).sum()),
+               mean_conf_wrong=mean(~right), mean_conf_right=mean(right))
+    out.update({f"wrong >= {t:g}": n for t, n in wrong_by_confidence(preds, thresholds).items()})
+    return out
+
+
+def train_val_gap(history_df: pd.DataFrame) -> float:
+    """Train minus validation accuracy at the last epoch (02). Note the train accuracy is measured
+    on augmented (and, with CutMix, mixed) batches during the epoch, as the report's was."""
+    last = history_df.iloc[-1]
+    return float(last["train_acc"] - last["val_acc"])
+
+
+def migration(a: Predictions, b: Predictions) -> dict:
+    """Where samples moved from model A to model B (02): counts of ``corrected`` (A wrong, B
+    right), ``regressed`` (A right, B wrong), ``net`` (corrected - regressed), ``still_wrong``
+    (both wrong) and, of those, ``still_wrong_less_confident`` (B's confidence in its predicted
+    class below A's) with its ``share_less_confident``."""
+    _pair(a, b)
+    both_wrong = ~a.correct & ~b.correct
+    less = int((both_wrong & (b.conf < a.conf)).sum())
+    corrected, regressed = int((~a.correct & b.correct).sum()), int((a.correct & ~b.correct).sum())
+    n_wrong = int(both_wrong.sum())
+    return dict(corrected=corrected, regressed=regressed, net=corrected - regressed, still_wrong=n_wrong,
+                still_wrong_less_confident=less, share_less_confident=less / n_wrong if n_wrong else float("nan"))
+
+
+def calibration(preds: Predictions, bins: int = 15) -> tuple[pd.DataFrame, float]:
+    """Reliability table and expected calibration error (02).
+
+    Confidences are cut into ``bins`` equal-width bins over (0, 1]; each row gives the bin's
+    ``lower``/``upper`` edge, ``count``, mean ``confidence`` and ``accuracy``. ECE is the
+    count-weighted mean of |accuracy - confidence| over the bins (Guo et al., 2017), in [0, 1].
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, preds.conf, side="left") - 1, 0, bins - 1)
+    right = preds.correct.astype(float)
+    rows = []
+    for b in range(bins):
+        mask = which == b
+        n = int(mask.sum())
+        rows.append(dict(lower=edges[b], upper=edges[b + 1], count=n,
+                         confidence=float(preds.conf[mask].mean()) if n else float("nan"),
+                         accuracy=float(right[mask].mean()) if n else float("nan")))
+    table = pd.DataFrame(rows)
+    used = table[table["count"] > 0]
+    ece = float((used["count"] * (used["accuracy"] - used["confidence"]).abs()).sum() / len(preds))
+    return table, ece
+
+
+def risk_coverage(preds: Predictions) -> pd.DataFrame:
+    """Accuracy on the predictions kept when rejecting those below a confidence threshold (02).
+
+    One row per distinct confidence, highest first: ``threshold`` (keep conf >= it),
+    ``coverage`` (fraction kept), ``accuracy`` (on the kept ones) and ``risk`` (1 - accuracy).
+    """
+    order = np.argsort(-preds.conf, kind="stable")
+    conf, right = preds.conf[order], preds.correct[order]
+    kept = np.arange(1, len(conf) + 1)
+    acc = np.cumsum(right) / kept
+    last = np.r_[conf[1:] != conf[:-1], True]  # keep every sample of a tied confidence together
+    return pd.DataFrame({"threshold": conf[last], "coverage": kept[last] / len(conf),
+                         "accuracy": acc[last], "risk": 1 - acc[last]})
+
+
+def accuracy_at_threshold(preds: Predictions, threshold: float) -> tuple[float, float]:
+    """(coverage, accuracy) when only predictions with confidence >= ``threshold`` are kept (02)."""
+    keep = preds.conf >= threshold
+    return float(keep.mean()), float(preds.correct[keep].mean()) if keep.any() else float("nan")
+
+
+# --- prediction files ----------------------------------------------------------------------------
+
+
+def write_predictions(path, ids: Sequence, preds: Predictions) -> pd.DataFrame:
+    """Write a Kaggle-style submission ``ID,Label`` (03): one row per image, the label as class index.
+
+    Written to a temporary file and renamed, so an existing file is never left half-written.
+    Returns the table written.
+    """
+    from pathlib import Path
+
+    ids = list(ids)
+    if len(ids) != len(preds):
+        raise ValueError(f"{len(ids)} IDs for {len(preds)} predictions")
+    table = pd.DataFrame({"ID": ids, "Label": preds.pred.astype(np.int64)})
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return table
+
+
+def check_predictions(path, ids: Sequence, num_classes: int) -> pd.DataFrame:
+    """Read a prediction file back and check its format (03): columns exactly ``ID,Label``, one
+    row per expected ID in order, no duplicates, integer labels in [0, num_classes). Raises
+    ValueError naming the file and the first problem; returns the table."""
+    table = pd.read_csv(path, dtype={"ID": str})
+    problems = []
+    if list(table.columns) != ["ID", "Label"]:
+        problems.append(f"columns are {list(table.columns)}, expected ['ID', 'Label']")
+    elif len(table) != len(ids):
+        problems.append(f"{len(table)} rows for {len(ids)} images")
+    elif table["ID"].tolist() != [str(i) for i in ids]:
+        problems.append("IDs are not the expected ones in order")
+    elif table["ID"].duplicated().any():
+        problems.append("duplicate IDs")
+    elif not pd.api.types.is_integer_dtype(table["Label"]) or not table["Label"].between(0, num_classes - 1).all():
+        problems.append(f"labels must be integers in [0, {num_classes - 1}]")
+    if problems:
+        raise ValueError(f"{path}: {problems[0]}")
+    return table
+
+
+# --- training histories --------------------------------------------------------------------------
 # --- training histories --------------------------------------------------------------------------
 
 

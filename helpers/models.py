@@ -14,6 +14,8 @@ asserted in tests/test_models.py.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torchvision.models import resnet18
@@ -210,9 +212,64 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def parameters_by_part(model: nn.Module) -> "pd.Series":
+    """Parameters of each top-level part of a model (stem, stages, classifier) (03's budget check)."""
+    import pandas as pd
+
+    return pd.Series({name: count_parameters(child) for name, child in model.named_children()
+                      if count_parameters(child)}, name="parameters")
+
+
 def last_conv(model: nn.Module) -> nn.Module:
     """The last ``Conv2d`` of a model: the default Grad-CAM target layer (notebooks 01, 02)."""
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise ValueError(f"{type(model).__name__} has no Conv2d layer")
     return convs[-1]
+
+
+MB = 1024 ** 2
+
+
+def summary(model: nn.Module, input_size=(3, 32, 32)) -> tuple["pd.DataFrame", dict]:
+    """A layer table and memory estimate in the style of torchsummary (03, 04).
+
+    Forward hooks record, for every module that is not a container (``nn.Sequential``,
+    ``nn.ModuleList``, the model itself), each call's output shape and the module's own
+    parameters (weight and bias; a residual block's own row therefore shows 0). Memory, in MB for
+    one fp32 image as torchsummary counts it: ``input``, ``forward_backward`` (every recorded
+    output twice: the activation and its gradient), ``params`` and ``total``. In-place layers
+    (a ReLU with ``inplace=True``) are listed but add no memory: their output is their input.
+    """
+    import pandas as pd
+
+    rows, hooks = [], []
+
+    def hook(module, inputs, output):
+        first = inputs[0] if inputs else None
+        in_place = isinstance(first, torch.Tensor) and output.data_ptr() == first.data_ptr()
+        own = sum(p.numel() for name, p in module.named_parameters(recurse=False))
+        rows.append(dict(layer=f"{type(module).__name__}-{len(rows) + 1}",
+                         output_shape=[-1, *output.shape[1:]], params=own, in_place=in_place,
+                         _size=output.numel()))
+
+    for module in model.modules():
+        if module is not model and not isinstance(module, (nn.Sequential, nn.ModuleList)):
+            hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    device = next(model.parameters()).device
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    table = pd.DataFrame(rows)
+    activations = int(table.loc[~table["in_place"], "_size"].sum())
+    params = count_parameters(model)
+    memory = dict(input=math.prod(input_size) * 4 / MB, forward_backward=2 * activations * 4 / MB,
+                  params=params * 4 / MB)
+    memory["total"] = sum(memory.values())
+    return table.drop(columns="_size"), memory

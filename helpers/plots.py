@@ -245,3 +245,171 @@ def cam_rows(images, cams: dict[str, np.ndarray], overlays: dict[str, np.ndarray
         axes[r, 0].set_ylabel(row_titles[r], fontsize=7)
     fig.tight_layout()
     return fig
+
+
+# --- confidence and calibration (02) -------------------------------------------------------------
+
+
+def confidence_histograms(preds: dict, bins: int = 20) -> plt.Figure:
+    """Confidence of wrong (left) and right (right) predictions, one outline per model (02).
+
+    ``preds`` maps a model name to its :class:`helpers.evaluate.Predictions`. Each panel counts
+    predictions per confidence bin, so the mass near 1.0 on the left is "confidently wrong".
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
+    edges = np.linspace(0, 1, bins + 1)
+    for ax, (title, want) in zip(axes, (("wrong predictions", False), ("right predictions", True))):
+        for i, (name, p) in enumerate(preds.items()):
+            conf = p.conf[p.correct == want]
+            ax.hist(conf, bins=edges, histtype="step", linewidth=2, color=PALETTE[i], label=f"{name} ({len(conf):,})")
+        ax.set_title(f"Confidence of {title}")
+        ax.set_xlabel("confidence in the predicted class")
+        ax.set_ylabel("predictions")
+        ax.legend(fontsize=7, loc="upper center")
+    fig.tight_layout()
+    return fig
+
+
+def wrong_by_threshold(counts: pd.DataFrame) -> plt.Figure:
+    """Wrong predictions with confidence >= each threshold, grouped by model (02).
+
+    ``counts``: thresholds as index, one column per model (``evaluate.wrong_by_confidence``).
+    """
+    long = counts.rename_axis("threshold").reset_index().melt("threshold", var_name="model", value_name="wrong")
+    long["threshold"] = [f">= {t:g}" for t in long["threshold"]]
+    fig, ax = plt.subplots(figsize=(6.5, 3.3))
+    sns.barplot(long, x="threshold", y="wrong", hue="model", ax=ax)
+    for container in ax.containers:
+        ax.bar_label(container, fontsize=7)
+    ax.set_xlabel("confidence of the wrong prediction")
+    ax.set_ylabel("wrong predictions")
+    ax.set_title("Confidently wrong predictions")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagrams(tables: dict[str, tuple[pd.DataFrame, float]]) -> plt.Figure:
+    """Accuracy against confidence per bin, one panel per model, with its ECE (02).
+
+    ``tables`` maps a model name to ``evaluate.calibration``'s (table, ece). Bars below the
+    diagonal are overconfident bins; the hatched part reaches up to the bin's mean confidence.
+    """
+    n = len(tables)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.8), squeeze=False)
+    for i, (ax, (name, (table, ece))) in enumerate(zip(axes[0], tables.items())):
+        width = table["upper"] - table["lower"]
+        acc, conf = table["accuracy"].fillna(0), table["confidence"].fillna(0)
+        ax.bar(table["lower"], acc, width=width, align="edge", color=PALETTE[i],
+               edgecolor="black", linewidth=0.5, label="accuracy in bin")
+        # the gap up (or down) to the bin's mean confidence: red hatching = miscalibration
+        ax.bar(table["lower"], conf - acc, bottom=acc, width=width, align="edge", fill=False,
+               edgecolor=PALETTE[3], hatch="//", linewidth=0.5, label="gap to confidence")
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_title(f"{name}: ECE {100 * ece:.1f}%")
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0, 0].set_ylabel("accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def risk_coverage_curves(curves: dict[str, pd.DataFrame], mark: float | None = None) -> plt.Figure:
+    """Accuracy of the kept predictions against the fraction kept, per model (02).
+
+    ``curves`` maps a model name to ``evaluate.risk_coverage``; ``mark`` draws each model's
+    point at that confidence threshold (e.g. 0.7: "reject anything below 70%").
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for i, (name, c) in enumerate(curves.items()):
+        ax.plot(c["coverage"], c["accuracy"], color=PALETTE[i], label=name)
+        if mark is not None:
+            kept = c[c["threshold"] >= mark]
+            if len(kept):
+                row = kept.iloc[-1]
+                ax.plot(row["coverage"], row["accuracy"], "o", color=PALETTE[i])
+                ax.annotate(f"conf >= {mark:g}: keep {100 * row['coverage']:.0f}%, acc {100 * row['accuracy']:.0f}%",
+                            (row["coverage"], row["accuracy"]), fontsize=7, xytext=(5, -12 - 10 * i),
+                            textcoords="offset points")
+    ax.set_xlabel("coverage (fraction of predictions kept)")
+    ax.set_ylabel("accuracy on kept predictions")
+    ax.set_title("Risk-coverage: rejecting low-confidence predictions")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_change(delta, classes: list[str], title: str = "Per-class accuracy change") -> plt.Figure:
+    """Per-class accuracy change (B - A, in points), sorted, green up and red down (02)."""
+    delta = 100 * np.asarray(delta, dtype=float)
+    order = np.argsort(-delta, kind="stable")
+    colors = [PALETTE[2] if d > 0 else PALETTE[3] if d < 0 else "grey" for d in delta[order]]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.11 * len(classes) + 2), 3.4))
+    ax.bar(np.arange(len(order)), delta[order], color=colors)
+    ax.set_xticks(np.arange(len(order)), [classes[i] for i in order], rotation=90,
+                  fontsize=5 if len(classes) > 30 else 8)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel("accuracy change (points)")
+    ax.set_title(title)
+    ax.set_xlim(-0.7, len(order) - 0.3)
+    fig.tight_layout()
+    return fig
+
+
+def migration_bars(counts: dict[str, int], title: str = "Where the test samples moved") -> plt.Figure:
+    """Counts of corrected / regressed / still-wrong samples between two models (02)."""
+    fig, ax = plt.subplots(figsize=(6.5, 2.8))
+    names, values = list(counts), list(counts.values())
+    bars = ax.barh(names, values, color=[PALETTE[i % len(PALETTE)] for i in range(len(names))])
+    ax.bar_label(bars, labels=[f"{v:,}" for v in values], fontsize=8, padding=3)
+    ax.invert_yaxis()
+    ax.set_xlabel("test samples")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+# --- ResNet budget (03) --------------------------------------------------------------------------
+
+
+def learning_rates(histories: dict[str, pd.DataFrame]) -> plt.Figure:
+    """The learning rate each epoch started with, per run (03, 04)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    for i, (name, h) in enumerate(histories.items()):
+        ax.plot(h["epoch"], h["lr"], marker="o", markersize=3, color=PALETTE[i], label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    ax.set_title("Learning-rate schedule")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def tta_bars(accs: pd.Series, title: str = "Test accuracy per test-time view") -> plt.Figure:
+    """Accuracy with each test-time view alone and averaged (03); ``accs``: view -> accuracy."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.0))
+    bars = ax.bar(accs.index, 100 * accs.to_numpy(), color=[PALETTE[i % len(PALETTE)] for i in range(len(accs))])
+    ax.bar_label(bars, labels=[f"{100 * a:.2f}%" for a in accs], fontsize=8)
+    low = 100 * accs.min()
+    ax.set_ylim(max(0, low - 10), min(100, 100 * accs.max() + 3))
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=15)
+    fig.tight_layout()
+    return fig
+
+
+def parameter_breakdown(params: pd.Series, budget: int | None = None) -> plt.Figure:
+    """Parameters per part of a model as horizontal bars, with the budget if given (03)."""
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(params) + 1.2))
+    bars = ax.barh(params.index, params.to_numpy(), color=PALETTE[0])
+    ax.bar_label(bars, labels=[f"{v:,}" for v in params], fontsize=8, padding=3)
+    ax.invert_yaxis()
+    ax.set_xlabel("parameters")
+    total = int(params.sum())
+    ax.set_title(f"Parameters per stage: {total:,} in all"
+                 + (f" ({100 * total / budget:.1f}% of the {budget:,} budget)" if budget else ""))
+    ax.set_xlim(0, params.max() * 1.25)
+    fig.tight_layout()
+    return fig

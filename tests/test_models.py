@@ -68,3 +68,37 @@ def test_unknown_model_names_valid_choices():
 def test_last_conv_is_the_deepest_conv():
     model = build_model("simple_cnn")
     assert last_conv(model) is model.features[6]
+
+
+def test_summary_matches_report_002_memory_table():
+    # Report 002's torchsummary output for its 4,754,218-parameter model: input 0.01 MB,
+    # forward/backward 10.16 MB, params 18.14 MB, total 28.31 MB, 85 layers ending in Linear-85.
+    from helpers.models import summary
+
+    table, memory = summary(build_model("budget_resnet"))
+    assert table["params"].sum() == 4_754_218
+    assert round(memory["input"], 2) == 0.01
+    assert round(memory["forward_backward"], 2) == 10.16
+    assert round(memory["params"], 2) == 18.14
+    assert round(memory["total"], 2) == 28.31
+    counted = table[~table["in_place"]]
+    assert len(counted) == 85 and counted.iloc[-1]["output_shape"] == [-1, 10]
+    assert table.iloc[0].to_dict() == dict(layer="Conv2d-1", output_shape=[-1, 32, 32, 32], params=864, in_place=False)
+
+
+def test_summary_restores_mode_and_removes_hooks():
+    from helpers.models import summary
+
+    model = build_model("simple_cnn", width=0.25).train()
+    summary(model)
+    assert model.training
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_parameters_by_part_adds_up():
+    from helpers.models import parameters_by_part
+
+    model = build_model("budget_resnet")
+    parts = parameters_by_part(model)
+    assert list(parts.index) == ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"]
+    assert parts.sum() == 4_754_218

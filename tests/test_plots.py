@@ -81,3 +81,40 @@ def test_epoch_times_and_distribution():
     np.testing.assert_allclose(fig.axes[1].get_lines()[1].get_ydata(), [2, 4, 6, 8])
     counts = pd.DataFrame({"train": [3, 3, 3], "test": [1, 1, 1]}, index=CLASSES)
     assert len([p for p in plots.class_distribution(counts).axes[0].patches if p.get_height() > 0]) == 6
+
+
+def test_confidence_figures_draw_their_inputs():
+    from helpers.evaluate import Predictions, calibration, risk_coverage
+
+    probs = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1]], np.float32)
+    p = Predictions(probs=probs, pred=probs.argmax(1), conf=probs.max(1), labels=np.array([0, 0, 2, 1]))
+    fig = plots.confidence_histograms({"a": p, "b": p})
+    assert [ax.get_title() for ax in fig.axes] == ["Confidence of wrong predictions", "Confidence of right predictions"]
+    assert fig.axes[0].get_legend().get_texts()[0].get_text() == "a (2)"  # two wrong predictions
+    counts = pd.DataFrame({"a": [3, 1], "b": [2, 0]}, index=[0.5, 0.9])
+    fig = plots.wrong_by_threshold(counts)
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["0", "1", "2", "3"]
+    fig = plots.reliability_diagrams({"a": calibration(p, bins=5)})
+    assert fig.axes[0].get_title().startswith("a: ECE ")
+    fig = plots.risk_coverage_curves({"a": risk_coverage(p)}, mark=0.6)
+    assert "conf >= 0.6" in fig.axes[0].texts[0].get_text()
+
+
+def test_per_class_change_is_sorted_and_coloured_by_sign():
+    fig = plots.per_class_change(np.array([0.1, -0.2, 0.0, 0.3]), ["a", "b", "c", "d"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["d", "a", "c", "b"]
+    heights = [bar.get_height() for bar in ax.patches]
+    assert heights == pytest.approx([30, 10, 0, -20])
+    assert ax.patches[0].get_facecolor() != ax.patches[3].get_facecolor()
+
+
+def test_budget_and_tta_figures():
+    fig = plots.parameter_breakdown(pd.Series({"stem": 100, "stage 1": 300}), budget=1000)
+    assert "400 in all (40.0% of the 1,000 budget)" in fig.axes[0].get_title()
+    fig = plots.tta_bars(pd.Series({"original": 0.9, "all five": 0.92}))
+    assert [t.get_text() for t in fig.axes[0].texts] == ["90.00%", "92.00%"]
+    fig = plots.learning_rates({"m": history()})
+    assert len(fig.axes[0].lines) == 1
+    fig = plots.migration_bars({"corrected": 5, "regressed": 2})
+    assert [t.get_text() for t in fig.axes[0].texts] == ["5", "2"]

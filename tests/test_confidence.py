@@ -1,0 +1,166 @@
+"""helpers.evaluate's confidence analysis, test-time augmentation and prediction files (02, 03)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from helpers import evaluate as E
+from helpers.data import load_unlabelled
+from helpers.evaluate import Predictions
+
+
+def preds_from(conf, pred, labels, num_classes=3):
+    """Predictions whose predicted class has confidence ``conf``; the rest spread evenly."""
+    conf, pred = np.asarray(conf, np.float32), np.asarray(pred)
+    probs = np.repeat(((1 - conf) / (num_classes - 1))[:, None], num_classes, axis=1).astype(np.float32)
+    probs[np.arange(len(pred)), pred] = conf
+    return Predictions(probs=probs, pred=pred.astype(np.int64), conf=conf, labels=np.asarray(labels, np.int64))
+
+
+# right, right, wrong (0.95), wrong (0.6), wrong (0.995), right
+A = preds_from([0.9, 0.8, 0.95, 0.6, 0.995, 0.5], [0, 1, 2, 0, 1, 2], [0, 1, 0, 2, 0, 2])
+# B corrects sample 2, breaks sample 5, keeps 3 and 4 wrong (4 with less confidence, 3 with more)
+B = preds_from([0.9, 0.8, 0.7, 0.65, 0.6, 0.55], [0, 1, 0, 0, 1, 0], [0, 1, 0, 2, 0, 2])
+
+
+def test_wrong_by_confidence_counts():
+    counts = E.wrong_by_confidence(A)
+    assert counts.to_dict() == {0.5: 3, 0.7: 2, 0.9: 2, 0.99: 1}
+
+
+def test_confidence_summary():
+    s = E.confidence_summary(A)
+    assert s["accuracy"] == pytest.approx(0.5) and s["wrong"] == 3
+    assert s["mean_conf_wrong"] == pytest.approx((0.95 + 0.6 + 0.995) / 3, rel=1e-6)
+    assert s["mean_conf_right"] == pytest.approx((0.9 + 0.8 + 0.5) / 3, rel=1e-6)
+    assert s["wrong >= 0.99"] == 1 and s["wrong >= 0.9"] == 2
+
+
+def test_migration():
+    m = E.migration(A, B)
+    assert m == dict(corrected=1, regressed=1, net=0, still_wrong=2, still_wrong_less_confident=1,
+                     share_less_confident=0.5)
+    with pytest.raises(ValueError):
+        E.migration(A, preds_from([0.9], [0], [0]))
+
+
+def test_calibration_table_and_ece_by_hand():
+    table, ece = E.calibration(A, bins=2)
+    # bin (0, 0.5]: conf 0.5 right; bin (0.5, 1]: the other five, 2 right of 5
+    assert table["count"].tolist() == [1, 5]
+    assert table.loc[0, "accuracy"] == 1.0 and table.loc[0, "confidence"] == pytest.approx(0.5)
+    high = (0.9 + 0.8 + 0.95 + 0.6 + 0.995) / 5
+    assert table.loc[1, "accuracy"] == pytest.approx(0.4)
+    assert ece == pytest.approx((1 * 0.5 + 5 * abs(0.4 - high)) / 6, rel=1e-5)
+
+
+def test_perfectly_calibrated_predictions_have_small_ece():
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.34, 1.0, 20_000).astype(np.float32)
+    right = rng.uniform(size=conf.size) < conf          # right with probability = confidence
+    labels = np.where(right, 0, 1)
+    p = preds_from(conf, np.zeros(conf.size, int), labels)
+    assert E.calibration(p)[1] < 0.02
+    over = preds_from(np.full(1000, 0.99), np.zeros(1000, int), np.r_[np.zeros(500), np.ones(500)])
+    assert E.calibration(over)[1] == pytest.approx(0.49, abs=1e-5)
+
+
+def test_risk_coverage():
+    rc = E.risk_coverage(A)
+    assert rc["coverage"].tolist() == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0])
+    # by confidence: 0.995 wrong, 0.95 wrong, 0.9 right, 0.8 right, 0.6 wrong, 0.5 right
+    assert rc["accuracy"].tolist() == pytest.approx([0, 0, 1 / 3, 2 / 4, 2 / 5, 3 / 6])
+    assert (rc["risk"] == 1 - rc["accuracy"]).all()
+    assert E.accuracy_at_threshold(A, 0.8) == pytest.approx((4 / 6, 0.5))
+    tied = E.risk_coverage(preds_from([0.9, 0.9, 0.5], [0, 1, 0], [0, 0, 0]))
+    assert tied["coverage"].tolist() == pytest.approx([2 / 3, 1.0])  # ties are kept or dropped together
+
+
+def test_train_val_gap():
+    h = pd.DataFrame(dict(epoch=[1, 2], train_acc=[0.5, 0.99], val_acc=[0.4, 0.6]))
+    assert E.train_val_gap(h) == pytest.approx(0.39)
+
+
+# --- test-time augmentation -----------------------------------------------------------------------
+
+
+class Spy(nn.Module):
+    """Predicts class 1 when the top-left pixel is brighter than the bottom-right, else class 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.clone())
+        d = (x[:, 0, 0, 0] - x[:, 0, -1, -1]) * 10
+        return torch.stack([-d, d], 1) + self.w
+
+
+def test_views_flip_blur_and_the_identical_pad_crop():
+    x = torch.randn(2, 3, 32, 32)
+    v = E.TTA_VIEWS
+    assert torch.equal(v["hflip"](x), x.flip(-1)) and torch.equal(v["vflip"](x), x.flip(-2))
+    assert torch.equal(v["pad_crop"](x), x)  # report 002's pad-4 + centre-crop-32 changes nothing
+    blurred = v["blur"](x)
+    assert blurred.shape == x.shape and blurred.std() < x.std()
+
+
+def test_tta_averages_softmax_over_views_batched():
+    images = torch.zeros(3, 3, 32, 32, dtype=torch.uint8)
+    images[0, :, 0, 0] = 255   # top-left bright: class 1 as is; flipped, both corners are dark (50/50)
+    model = Spy()
+    one = E.predict(model, images, mean=(0, 0, 0), std=(1, 1, 1), views=("original",))
+    both = E.predict(model, images, mean=(0, 0, 0), std=(1, 1, 1), views=("original", "hflip"), batch_size=2)
+    assert one.pred[0] == 1
+    assert both.probs[0] == pytest.approx((one.probs[0] + np.array([0.5, 0.5])) / 2, rel=1e-5)
+    assert both.probs[1] == pytest.approx([0.5, 0.5])
+    assert [len(s) for s in model.seen[1:]] == [2, 2, 1, 1]  # whole batches per view, not images
+    with pytest.raises(ValueError, match="valid views: original, hflip, vflip, pad_crop, blur"):
+        E.predict(model, images, mean=(0, 0, 0), std=(1, 1, 1), views=("rotate",))
+
+
+# --- prediction files -----------------------------------------------------------------------------
+
+
+def test_write_and_check_predictions(tmp_path):
+    path = tmp_path / "predictions.csv"
+    E.write_predictions(path, ["a", "b", "c"], preds_from([0.9, 0.8, 0.7], [2, 0, 1], [0, 0, 0]))
+    assert path.read_text().splitlines() == ["ID,Label", "a,2", "b,0", "c,1"]
+    assert E.check_predictions(path, ["a", "b", "c"], 3)["Label"].tolist() == [2, 0, 1]
+    with pytest.raises(ValueError, match="3 rows for 2 images"):
+        E.check_predictions(path, ["a", "b"], 3)
+    with pytest.raises(ValueError, match=r"labels must be integers in \[0, 1\]"):
+        E.check_predictions(path, ["a", "b", "c"], 2)
+    path.write_text("id,label\na,1\n")
+    with pytest.raises(ValueError, match="predictions.csv: columns"):
+        E.check_predictions(path, ["a"], 3)
+    with pytest.raises(ValueError, match="2 IDs for 3 predictions"):
+        E.write_predictions(path, ["a", "b"], preds_from([0.9, 0.8, 0.7], [2, 0, 1], [0, 0, 0]))
+
+
+def test_load_unlabelled_folder_and_arrays(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name, value in (("b", 10), ("a", 200)):
+        Image.fromarray(np.full((32, 32, 3), value, np.uint8)).save(folder / f"{name}.png")
+    ids, images = load_unlabelled(folder)
+    assert ids == ["a", "b"] and images.shape == (2, 3, 32, 32) and images[0].float().mean() == 200
+    np.save(tmp_path / "x.npy", np.zeros((4, 32, 32, 3), np.uint8))
+    ids, images = load_unlabelled(tmp_path / "x.npy")
+    assert ids == ["0", "1", "2", "3"] and images.shape == (4, 3, 32, 32)
+    torch.save(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), tmp_path / "x.pt")
+    assert load_unlabelled(tmp_path / "x.pt")[1].shape == (2, 3, 32, 32)
+    (folder / "notes.txt").write_text("hi")
+    with pytest.raises(ValueError, match="not image files: notes.txt"):
+        load_unlabelled(folder)
+    np.save(tmp_path / "bad.npy", np.zeros((4, 32, 32), np.float32))
+    with pytest.raises(ValueError, match="bad.npy: expected uint8"):
+        load_unlabelled(tmp_path / "bad.npy")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        load_unlabelled(tmp_path / "missing")
