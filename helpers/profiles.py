@@ -54,9 +54,9 @@ FULL = {
                    lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="cosine",
                    augment=dict(crop_padding=2, flip_h=0.5, flip_v=0.05, blur_p=0.3, blur_kernel=3,
                                 blur_sigma=(0.1, 1.5)),
+                   mix=dict(kind="cutmix", alpha=1.0, p=0.5),  # CutMix parameters not in the report: 001's
                    val_fraction=0.0,  # the report logs test accuracy every epoch
                    seed=42),           # "fixed seeds", value not given: 42
-        extra=dict(cutmix_alpha=1.0, cutmix_p=0.5),  # CutMix parameters not in the report: report 001's
     ),
     # Report 003: ResNet-18, batch size / LR study, cosine over 25 epochs.
     "worksheet_analysis": dict(

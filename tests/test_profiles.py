@@ -18,6 +18,7 @@ def test_full_profiles_are_the_reports_protocols():
     s = settings("resnet_budget", "full").train            # report 002
     assert (s.model, s.epochs, s.lr, s.schedule) == ("budget_resnet", 100, 0.1, "cosine")
     assert s.augment == dict(crop_padding=2, flip_h=0.5, flip_v=0.05, blur_p=0.3, blur_kernel=3, blur_sigma=(0.1, 1.5))
+    assert s.mix == dict(kind="cutmix", alpha=1.0, p=0.5) and s.val_fraction == 0.0
     s = settings("worksheet_analysis", "full")             # report 003
     assert (s.train.batch_size, s.train.lr, s.extra["batch_size_2"], s.extra["lr_2"]) == (64, 0.15, 128, 0.20)
     assert s.train.normalize == "cifar10" and s.train.augment["jitter"] == 0.2
