@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import papermill
 import pytest
 
@@ -92,3 +93,43 @@ def test_smoke_run_writes_metrics_and_figures(path, tmp_path):
         png = folder / name  # paths relative to output_dir, e.g. figures/loss_curves.png
         assert png.is_file(), f"figure {name} listed but not written"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{name} is not a PNG"
+
+
+@pytest.mark.slow
+def test_cutmix_notebook_on_a_100_class_dataset(tmp_path):
+    """Notebook 02's full profile is CIFAR-100: its tables and figures must cope with 100 classes.
+    (CIFAR-100 itself cannot be downloaded here; tests/test_data.py reads a torchvision-format
+    archive. This runs the notebook on a 100-class folder dataset of the same shape.)"""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("test", 2)):
+        for c in range(100):
+            folder = tmp_path / "c100" / split / f"class{c:03d}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    [result] = reports.run_notebooks(["02_cutmix_study"], profile="smoke", dataset=f"folder:{tmp_path / 'c100'}",
+                                     output=tmp_path / "out", pdf=False, timeout=900,
+                                     notebooks_dir=NOTEBOOKS[0].parent)
+    assert result.ok, f"{result.status}: {result.error}"
+    metrics = json.loads((Path(result.folder) / "metrics.json").read_text())
+    n_test = 100  # the smoke profile keeps 100 of the 200 test images (one per class)
+    assert metrics["summary"]["baseline"]["wrong"] + round(n_test * metrics["test_acc_baseline"]) == n_test
+    assert "figures/per_class_change.png" in metrics["figures"]
+
+
+@pytest.mark.slow
+def test_budget_notebook_writes_a_checked_prediction_file(tmp_path):
+    """Notebook 03 predicts the images given as ``predict_images`` into predictions.csv."""
+    images = np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    np.save(tmp_path / "unlabelled.npy", images)
+    [result] = reports.run_notebooks(["03_resnet_budget"], profile="smoke", output=tmp_path / "out", pdf=False,
+                                     params={"predict_images": str(tmp_path / "unlabelled.npy")},
+                                     timeout=900, notebooks_dir=NOTEBOOKS[0].parent)
+    assert result.ok, f"{result.status}: {result.error}"
+    lines = (Path(result.folder) / "predictions.csv").read_text().splitlines()
+    assert lines[0] == "ID,Label" and [line.split(",")[0] for line in lines[1:]] == [str(i) for i in range(7)]
+    metrics = json.loads((Path(result.folder) / "metrics.json").read_text())
+    assert metrics["within_budget"] and metrics["parameters_width_1"] == 4_754_218
+    assert metrics["pad_crop_is_identity"] is True
