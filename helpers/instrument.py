@@ -1,0 +1,213 @@
+"""Looking inside training (notebook 04): FLOPs, gradient flow, weight updates, experiment logs.
+
+- :func:`flops` -- per-layer compute of one forward pass, counted by ``torch.utils.flop_counter``
+  (no hand formulas). Convention: the counter reports FLOPs with one multiply-add = 2 FLOPs;
+  tables show both FLOPs and MACs (multiply-accumulates = FLOPs / 2), labelled. Report 003's
+  "0.5567 GFLOPs" for ResNet-18 is in MACs. Only convolutions and matrix products are counted;
+  BatchNorm, ReLU, pooling and the residual additions are memory-bound and add well under 1%.
+- :class:`GradientRecorder`, :class:`UpdateRecorder` -- every ``every`` optimiser steps, per
+  layer: gradient statistics (after ``backward``) and the weight change since the previous
+  record (after the optimiser step). ``helpers.train.fit`` runs them when a config has
+  ``record_every > 0`` and stores their tables with the run, so plots re-draw without retraining.
+- :func:`log_run` -- copy a finished run's history and records to TensorBoard or Weights &
+  Biases (offline), when installed. The run folder's CSV/JSON files are always written anyway.
+
+A "layer" here is a module with a weight of 2 or more dimensions: convolutions and linear layers
+(BatchNorm scales are left out: they are vectors and read differently).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+# Gradient flags (04): a layer's mean |gradient| below VANISH or its gradient norm above EXPLODE.
+VANISH = 1e-7
+EXPLODE = 10.0
+
+
+def flops(model: nn.Module, input_size=(3, 32, 32)) -> tuple[pd.DataFrame, dict]:
+    """FLOPs of one image's forward pass, per layer and in total (04).
+
+    Returns ``(table, totals)``. ``table``: one row per layer that does compute, in forward
+    order, with ``layer`` (module name), ``type``, ``flops``, ``macs`` (= flops / 2), ``share``
+    (fraction of the total) and ``params``. ``totals``: ``flops``, ``macs``, ``params`` and
+    ``flops_per_param``. The model runs once in eval mode on a zero image (on its device).
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *input_size, device=device))
+    finally:
+        model.train(was_training)
+    counts = counter.get_flop_counts()
+    prefix = type(model).__name__ + "."
+    modules = dict(model.named_modules())
+    rows = []
+    for name, module in modules.items():  # named_modules is definition order = forward order here
+        if not name or any(True for _ in module.children()):
+            continue
+        n = sum(counts.get(prefix + name, {}).values())
+        if n:
+            rows.append(dict(layer=name, type=type(module).__name__, flops=int(n), macs=int(n) // 2,
+                             params=sum(p.numel() for p in module.parameters())))
+    table = pd.DataFrame(rows)
+    total = int(counter.get_total_flops())
+    table["share"] = table["flops"] / total
+    params = sum(p.numel() for p in model.parameters())
+    return table, dict(flops=total, macs=total // 2, params=params, flops_per_param=total / params)
+
+
+def layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """(module name, weight) of every conv / linear layer, in definition order (04)."""
+    return [(name, m.weight) for name, m in model.named_modules()
+            if getattr(m, "weight", None) is not None and m.weight.dim() >= 2]
+
+
+class GradientRecorder:
+    """Per-layer gradient statistics every ``every`` steps (04).
+
+    Call :meth:`after_backward` after each ``loss.backward()``; at steps ``every, 2*every, ...`` it
+    records per layer the mean and max absolute gradient and the gradient's L2 norm. The numbers
+    are stacked on the device and copied once per record, so training is not synchronised per
+    layer. :meth:`frame` returns the records with ``vanishing`` / ``exploding`` flags.
+    """
+
+    columns = ("mean_abs", "max_abs", "norm")
+
+    def __init__(self, model: nn.Module, every: int = 100):
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer, not {every!r}")
+        self.every, self.layers, self.rows = every, layers(model), []
+
+    def after_backward(self, step: int, epoch: int) -> None:
+        if step % self.every:
+            return
+        stats = torch.stack([torch.stack([g.abs().mean(), g.abs().max(), g.norm()])
+                             for g in (p.grad.detach() for _, p in self.layers)]).tolist()
+        self.rows += [dict(step=step, epoch=epoch, layer=name, **dict(zip(self.columns, s)))
+                      for (name, _), s in zip(self.layers, stats)]
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.rows, columns=["step", "epoch", "layer", *self.columns])
+        df["vanishing"] = df["mean_abs"] < VANISH
+        df["exploding"] = df["norm"] > EXPLODE
+        return df
+
+
+class UpdateRecorder:
+    """Per-layer weight updates and weight statistics every ``every`` steps (04).
+
+    Call :meth:`after_step` after each ``optimizer.step()``; at steps ``every, 2*every, ...`` it
+    records per layer the L2 norm of the weight change since the previous record (the first
+    record: since the recorder was made, i.e. since initialisation), that norm relative to the
+    weight's norm, and the weight's mean and standard deviation.
+    """
+
+    columns = ("update_norm", "relative_update", "weight_norm", "weight_mean", "weight_std")
+
+    def __init__(self, model: nn.Module, every: int = 100):
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer, not {every!r}")
+        self.every, self.layers, self.rows = every, layers(model), []
+        self.previous = [p.detach().clone() for _, p in self.layers]
+
+    def after_step(self, step: int, epoch: int) -> None:
+        if step % self.every:
+            return
+        stats = []
+        for i, (_, p) in enumerate(self.layers):
+            w = p.detach()
+            update, norm = (w - self.previous[i]).norm(), w.norm()
+            stats.append(torch.stack([update, update / norm, norm, w.mean(), w.std()]))
+            self.previous[i].copy_(w)
+        values = torch.stack(stats).tolist()
+        self.rows += [dict(step=step, epoch=epoch, layer=name, **dict(zip(self.columns, v)))
+                      for (name, _), v in zip(self.layers, values)]
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=["step", "epoch", "layer", *self.columns])
+
+    # the weights of the last record are part of the state a resumed run needs
+    def state(self) -> dict:
+        return dict(rows=self.rows, previous=self.previous)
+
+    def load_state(self, state: dict) -> None:
+        self.rows = state["rows"]
+        for mine, saved in zip(self.previous, state["previous"]):
+            mine.copy_(saved)
+
+
+def gradient_ranges(gradients: pd.DataFrame) -> pd.DataFrame:
+    """Per layer, over all records: min / median / max of the gradient norm and mean |grad|,
+    and how many records were flagged vanishing or exploding (04's gradient-range table)."""
+    g = gradients.groupby("layer", sort=False)
+    return pd.DataFrame({
+        "norm min": g["norm"].min(), "norm median": g["norm"].median(), "norm max": g["norm"].max(),
+        "mean |grad| min": g["mean_abs"].min(), "mean |grad| max": g["mean_abs"].max(),
+        "vanishing records": g["vanishing"].sum(), "exploding records": g["exploding"].sum(),
+    })
+
+
+def update_ranking(updates: pd.DataFrame) -> pd.DataFrame:
+    """Layers ranked by their mean relative update over training, largest first (04)."""
+    g = updates.groupby("layer", sort=False)
+    table = pd.DataFrame({"mean relative update": g["relative_update"].mean(),
+                          "max relative update": g["relative_update"].max(),
+                          "final weight std": g["weight_std"].last()})
+    table = table.sort_values("mean relative update", ascending=False)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return table
+
+
+# --- experiment logging ----------------------------------------------------------------------------
+
+LOGGERS = ("none", "tensorboard", "wandb")
+
+
+def log_run(run, to: str = "none", log_dir: str | Path | None = None, name: str | None = None) -> Path | None:
+    """Copy a run's per-epoch history (and its gradient / update records, if any) to TensorBoard
+    or Weights & Biases in offline mode (04). ``to="none"`` does nothing: the run folder's
+    ``history.csv`` and ``run.json`` are the record either way.
+
+    Logs go to ``log_dir`` (default: ``<run folder>/<to>/``). A missing package is an error that
+    says how to install it. Returns the log folder (None for "none").
+    """
+    if to not in LOGGERS:
+        raise ValueError(f"unknown logger {to!r}; valid: {', '.join(LOGGERS)}")
+    if to == "none":
+        return None
+    folder = Path(log_dir) if log_dir is not None else Path(run.path) / to
+    name = name or Path(run.path).name
+    history = run.history
+    records = {kind: df for kind, df in (("gradients", run.gradients), ("updates", run.updates)) if df is not None}
+    if to == "tensorboard":
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            raise ImportError("logging to TensorBoard needs the tensorboard package: pip install tensorboard") from err
+        with SummaryWriter(log_dir=str(folder / name)) as writer:
+            for row in history.itertuples(index=False):
+                for column in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"):
+                    writer.add_scalar(f"epoch/{column}", getattr(row, column), int(row.epoch))
+            for kind, df in records.items():
+                value = "norm" if kind == "gradients" else "relative_update"
+                for row in df.itertuples(index=False):
+                    writer.add_scalar(f"{kind}/{row.layer}", getattr(row, value), int(row.step))
+        return folder
+    try:
+        import wandb
+    except ImportError as err:
+        raise ImportError("logging to Weights & Biases needs the wandb package: pip install wandb") from err
+    folder.mkdir(parents=True, exist_ok=True)
+    with wandb.init(project="cnn-cifar-course", name=name, dir=str(folder), mode="offline",
+                    config=run.info.get("config", {})) as wb:
+        for row in history.to_dict("records"):
+            wb.log({f"epoch/{k}": v for k, v in row.items()})
+    return folder
