@@ -413,3 +413,89 @@ def parameter_breakdown(params: pd.Series, budget: int | None = None) -> plt.Fig
     ax.set_xlim(0, params.max() * 1.25)
     fig.tight_layout()
     return fig
+
+
+# --- worksheet analysis (04) -----------------------------------------------------------------------
+
+
+def flops_per_layer(table: pd.DataFrame, title: str = "Compute per layer (one 32x32 image)") -> plt.Figure:
+    """Each layer's share of the forward pass's FLOPs, as horizontal bars in forward order (04).
+
+    ``table`` comes from ``instrument.flops``; the labels give MACs (multiply-accumulates).
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 0.24 * len(table) + 1.2))
+    bars = ax.barh(table["layer"], 100 * table["share"], color=PALETTE[0])
+    ax.bar_label(bars, labels=[f"{m / 1e6:.1f} M MACs" for m in table["macs"]], fontsize=6, padding=2)
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlabel("share of the forward pass (%)")
+    ax.set_xlim(0, 100 * table["share"].max() * 1.35)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _phase_steps(steps: np.ndarray) -> dict[str, int]:
+    """The first, middle and last recorded step: 'early', 'middle', 'late' training."""
+    steps = np.unique(steps)
+    return {"early": int(steps[0]), "middle": int(steps[len(steps) // 2]), "late": int(steps[-1])}
+
+
+def gradient_flow(gradients: dict[str, pd.DataFrame], value: str = "mean_abs") -> plt.Figure:
+    """Per-layer gradient magnitude (log scale) early, midway and late in training, one panel per
+    experiment (04). Layers run from the input (left) to the classifier (right)."""
+    n = len(gradients)
+    fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 3.6), squeeze=False, sharey=True)
+    for ax, (name, g) in zip(axes[0], gradients.items()):
+        order = list(dict.fromkeys(g["layer"]))
+        for i, (phase, step) in enumerate(_phase_steps(g["step"].to_numpy()).items()):
+            at = g[g["step"] == step].set_index("layer").loc[order, value]
+            ax.plot(range(len(order)), at.to_numpy(), marker="o", markersize=3, color=PALETTE[i],
+                    label=f"{phase} (step {step})")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(order)), order, rotation=90, fontsize=6)
+        ax.set_title(name)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel({"mean_abs": "mean |gradient|", "norm": "gradient norm", "max_abs": "max |gradient|"}[value])
+    fig.suptitle("Gradient flow by layer", fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def layer_heatmaps(records: dict[str, pd.DataFrame], value: str, label: str, title: str) -> plt.Figure:
+    """log10 of a per-layer record (rows: layers from input to output; columns: recorded steps),
+    one panel per experiment (04: gradient norms and relative weight updates over training)."""
+    n = len(records)
+    fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 4.6), squeeze=False)
+    for ax, (name, df) in zip(axes[0], records.items()):
+        order = list(dict.fromkeys(df["layer"]))
+        grid = df.pivot(index="layer", columns="step", values=value).loc[order]
+        shown = np.log10(grid.clip(lower=1e-12))
+        sns.heatmap(shown, ax=ax, cmap="viridis", cbar_kws={"label": f"log10 {label}"},
+                    xticklabels=max(1, grid.shape[1] // 8), yticklabels=True)
+        ax.tick_params(axis="y", labelsize=6)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel("")
+        ax.set_title(name)
+    fig.suptitle(title, fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def update_lines(updates: dict[str, pd.DataFrame], layers: list[str]) -> plt.Figure:
+    """Relative weight update over training for a few named layers (log scale), per experiment (04)."""
+    n = len(updates)
+    fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 3.4), squeeze=False, sharey=True)
+    for ax, (name, u) in zip(axes[0], updates.items()):
+        for i, layer in enumerate(layers):
+            rows = u[u["layer"] == layer]
+            ax.plot(rows["step"], rows["relative_update"], color=PALETTE[i % len(PALETTE)], label=layer)
+        ax.set_yscale("log")
+        ax.set_xlabel("optimiser step")
+        ax.set_title(name)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("|change| / |weight| per interval")
+    fig.suptitle("Weight updates over training", fontweight="bold")
+    fig.tight_layout()
+    return fig
