@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -135,6 +136,51 @@ def plan(names, profile: str, params: dict, notebooks_dir) -> list[Path]:
     for path in paths:
         check_params(path, params)
     return paths
+
+
+def check_dataset(dataset: str) -> str:
+    """Return ``--dataset`` ready for the kernels, or raise UsageError; a folder: path is made
+    absolute, since each notebook runs in its own folder."""
+    from helpers.data import SOURCES
+
+    if dataset.startswith("folder:"):
+        raw = dataset[len("folder:"):]
+        path = Path(raw).expanduser()
+        if not raw.strip() or not path.exists():
+            raise UsageError(f"--dataset {dataset}: no such file or folder")
+        return f"folder:{path.resolve()}"
+    if dataset not in SOURCES:
+        raise UsageError(f"unknown dataset {dataset!r} (valid: {', '.join(SOURCES)})")
+    return dataset
+
+
+def check_values(paths: list[Path], profile: str, dataset: str | None, params: dict) -> None:
+    """Give each study notebook's settings, -p values included, to helpers.profiles.settings, as the
+    notebook's first cell will: a bad value (-p epochs -1) fails here rather than in a kernel."""
+    from helpers.profiles import STUDIES
+
+    for path in paths:
+        study = path.stem.partition("_")[2]
+        if study not in STUDIES:
+            continue
+        from helpers.profiles import settings  # imports torch: only for the real notebooks
+        from helpers.train import config_fields
+
+        names = set(config_fields()) | {"n_train", "n_test"}
+        try:
+            settings(study, profile, dataset=dataset, **{k: v for k, v in params.items() if k in names})
+        except ValueError as err:
+            raise UsageError(f"{path.stem}: {err}") from None
+
+
+def check_output(out: Path) -> None:
+    """Make the report folder, or say in one line why it cannot be written (read-only, full, a file)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise UsageError(f"cannot write reports to {out}: {err.strerror or err}") from None
 
 
 # --- kernel -----------------------------------------------------------------------------------
@@ -448,10 +494,16 @@ def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None
     """
     params = dict(params or {})
     paths = plan(names, profile, params, notebooks_dir)
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, not {timeout}")
+    if dataset is not None:
+        dataset = check_dataset(dataset)
+    check_values(paths, profile, dataset, params)
     if pdf and pdf_engine_missing():
         print(PDF_HINT, flush=True)
         pdf = False
     out = Path(output) if output is not None else REPORTS_DIR
+    check_output(out)
     results = []
     with kernel_env():
         ensure_kernel()

@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import time
 import warnings
@@ -118,21 +119,52 @@ def check_config(c: TrainConfig) -> None:
         bad(f"unknown schedule {c.schedule!r}; valid: {', '.join(SCHEDULES)}")
     if c.step_per not in ("epoch", "batch"):
         bad(f"step_per must be 'epoch' or 'batch', not {c.step_per!r}")
-    for name in ("epochs", "batch_size"):
+    if not isinstance(c.name, str) or not re.fullmatch(r"[\w-][\w.-]*", c.name):
+        bad(f"name must be a folder name of letters, digits, '_', '-' and '.', not {c.name!r}")
+
+    def is_int(value):
+        return isinstance(value, int) and not isinstance(value, bool)  # bool is an int to Python
+
+    for name in ("epochs", "batch_size", "step_size"):
+        if not is_int(getattr(c, name)) or getattr(c, name) < 1:
+            bad(f"{name} must be a positive integer, not {getattr(c, name)!r}")
+    for name in ("seed", "split_seed"):
+        if not is_int(getattr(c, name)):
+            bad(f"{name} must be an integer, not {getattr(c, name)!r}")
+    # (rule, test): the test only runs on real numbers, so "0.1" or None get this message, not a TypeError
+    for name, rule, ok in (("lr", "a number > 0", lambda v: v > 0),
+                           ("width", "a number > 0", lambda v: v > 0),
+                           ("gamma", "a number > 0", lambda v: v > 0),
+                           ("momentum", "a number >= 0", lambda v: v >= 0),
+                           ("weight_decay", "a number >= 0", lambda v: v >= 0),
+                           ("val_fraction", "in [0, 1) (0 = validate on test)", lambda v: 0 <= v < 1),
+                           ("label_smoothing", "in [0, 1)", lambda v: 0 <= v < 1)):
         value = getattr(c, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            bad(f"{name} must be a positive integer, not {value!r}")
-    if not c.lr > 0:
-        bad(f"lr must be > 0, not {c.lr!r}")
-    if not 0 < c.width:
-        bad(f"width must be > 0, not {c.width!r}")
-    if not 0 <= c.val_fraction < 1:
-        bad(f"val_fraction must be in [0, 1) (0 = validate on test), not {c.val_fraction!r}")
-    if not 0 <= c.label_smoothing < 1:
-        bad(f"label_smoothing must be in [0, 1), not {c.label_smoothing!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            bad(f"{name} must be {rule}, not {value!r}")
+    for name in ("nesterov", "deterministic", "compile"):
+        if not isinstance(getattr(c, name), bool):
+            bad(f"{name} must be True or False, not {getattr(c, name)!r}")
+    ms = c.milestones
+    if not isinstance(ms, (tuple, list)) or not all(is_int(m) and m > 0 for m in ms) or list(ms) != sorted(set(ms)):
+        bad(f"milestones must be increasing positive integers (epochs), not {ms!r}")
+    if c.device != "auto":
+        try:
+            known = isinstance(c.device, str) and torch.device(c.device).type in ("cpu", "cuda", "mps")
+        except RuntimeError:  # torch's own message lists a dozen device types this engine does not run on
+            known = False
+        if not known:
+            bad(f"unknown device {c.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
+    check_model_kwargs(c, bad)
+    if not isinstance(c.augment, dict):
+        bad(f"augment must be a dict of helpers.loader.Augment fields, not {c.augment!r}")
     unknown = set(c.augment) - {f.name for f in dataclasses.fields(Augment)}
     if unknown:
         bad(f"unknown augment option(s) {sorted(unknown)}; valid: {[f.name for f in dataclasses.fields(Augment)]}")
+    try:
+        Augment(**c.augment)  # its own range checks, now rather than when training starts
+    except (TypeError, ValueError) as e:
+        bad(f"augment: {e}")
     if c.mix is not None:
         if c.mix.get("kind") not in MIXERS:
             bad(f"unknown mix kind {c.mix.get('kind')!r}; valid: {', '.join(MIXERS)}")
@@ -143,6 +175,33 @@ def check_config(c: TrainConfig) -> None:
             bad(f"unknown {c.mix['kind']} option(s) {sorted(unknown)}; valid: {valid}")
     if isinstance(c.normalize, str) and c.normalize not in ("dataset", "cifar10"):
         bad(f"normalize must be 'dataset', 'cifar10' or (mean, std), not {c.normalize!r}")
+    if not isinstance(c.normalize, str):
+        try:
+            mean, std = c.normalize
+            ok = len(mean) == len(std) == 3 and all(isinstance(v, (int, float)) for v in (*mean, *std))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            bad(f"normalize must be 'dataset', 'cifar10' or (mean, std) with 3 numbers each, not {c.normalize!r}")
+        if not all(s > 0 for s in std):
+            bad(f"normalize std must be > 0 per channel, not {std!r}")
+
+
+def check_model_kwargs(c: TrainConfig, bad) -> None:
+    """model_kwargs must name arguments of the model's constructor (width has its own setting)."""
+    from .models import MODELS
+
+    if not isinstance(c.model_kwargs, dict):
+        bad(f"model_kwargs must be a dict, not {c.model_kwargs!r}")
+    params = inspect.signature(MODELS[c.model]).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return  # takes anything: the model checks for itself
+    if "width" in c.model_kwargs or "num_classes" in c.model_kwargs:
+        bad("model_kwargs: set width with the width setting; num_classes comes from the data")
+    valid = [n for n in params if n not in ("num_classes", "width")]
+    unknown = set(c.model_kwargs) - set(valid)
+    if unknown:
+        bad(f"unknown {c.model} option(s) {sorted(unknown)}; valid: {valid}")
 
 
 # Batch-mixing hook: kind -> function(x, y, num_classes, generator, **params) -> (x, targets), where
@@ -181,7 +240,13 @@ class Run:
 def pick_device(name: str = "auto") -> torch.device:
     """CUDA, then Apple's MPS, then CPU (all notebooks, through ``fit``)."""
     if name != "auto":
-        return torch.device(name)
+        device = torch.device(name)
+        # say so now, in one line, rather than with a driver error once the model is built
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"TrainConfig: device {name!r} is not available here (no CUDA GPU found); use 'auto' or 'cpu'")
+        if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"TrainConfig: device {name!r} is not available here (no Apple GPU found); use 'auto' or 'cpu'")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -430,6 +495,7 @@ def fit(config: TrainConfig, data: Dataset, *, root: str | Path | None = None, f
     An interrupted run resumes from its last complete epoch and ends as an uninterrupted one would.
     """
     device = pick_device(config.device)
+    check_data(config, data)
     path = run_path(config, data, DATA_DIR if root is None else root)
     with locked(path):
         if force and path.exists():
@@ -443,6 +509,14 @@ def fit(config: TrainConfig, data: Dataset, *, root: str | Path | None = None, f
             if info is not None:
                 return load_run(config, data, path, info, device)
         return train_run(config, data, path, device, progress)
+
+
+def check_data(config: TrainConfig, data: Dataset) -> None:
+    """Empty splits fail here, not as a division by zero after the first epoch."""
+    if len(data.train_labels) == 0:
+        raise ValueError(f"{data!r} has no training images; nothing to train on")
+    if config.val_fraction == 0 and len(data.test_labels) == 0:
+        raise ValueError(f"{data!r} has no test images to validate on (val_fraction=0 validates on the test split)")
 
 
 def load_run(config, data, path, info, device) -> Run:
