@@ -23,6 +23,7 @@ import os
 import re
 import tarfile
 import tempfile
+import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -312,7 +313,7 @@ def _cifar_help(cls, root: Path, reason: str) -> str:
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-_CACHE_FORMAT = 1  # bump when the cache layout changes: old files then simply stop matching
+_CACHE_FORMAT = 2  # bump when the cache layout changes: old files then simply stop matching (2: fingerprint)
 
 
 def _load_folder(source: str, root: Path, cache: bool = True) -> Dataset:
@@ -374,19 +375,27 @@ def _source_key(path: Path) -> str:
 
 
 def _read_cache(cache_file: Path) -> dict | None:
-    """The cached arrays, or None (with one warning line) when the file is unreadable; it is removed."""
+    """The cached arrays, or None (with one warning line) when the file is unreadable; it is moved aside."""
     try:
         blob = torch.load(cache_file, map_location="cpu", weights_only=True)
         if blob.get("format") != _CACHE_FORMAT:
             raise ValueError(f"format {blob.get('format')!r}, expected {_CACHE_FORMAT}")
         arrays = {key: blob[key] for key in ("classes", "train_images", "train_labels", "test_images", "test_labels")}
-        Dataset(name="cache", **arrays)  # validates dtypes, shapes and label range
+        # validates dtypes, shapes and label range; the fingerprint catches changed bytes, which
+        # torch.load reads without complaint
+        if Dataset(name="cache", **arrays).fingerprint() != blob["fingerprint"]:
+            raise ValueError("checksum mismatch: the arrays changed since they were written")
         return arrays
     except Exception as err:
         reason = (str(err).strip().splitlines() or [""])[0][:120]  # torch's messages run to many lines
-        warnings.warn(f"unreadable data cache {cache_file} ({type(err).__name__}: {reason}); "
-                      "deleting it and rebuilding", stacklevel=4)
-        cache_file.unlink(missing_ok=True)
+        dest = cache_file.with_name(f"{cache_file.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:  # kept for inspection, as damaged runs are; its name no longer matches any source
+            cache_file.rename(dest)
+            where = f"moved to {dest.name}"
+        except OSError as move_err:  # read-only, or a parallel load moved it first
+            where = f"could not move it aside ({move_err.strerror})"
+        warnings.warn(f"unreadable data cache {cache_file} ({type(err).__name__}: {reason}); {where}; rebuilding",
+                      stacklevel=4)
         return None
 
 
@@ -397,7 +406,8 @@ def _write_cache(cache_file: Path, arrays: dict) -> None:
         fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=cache_file.name + ".", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                torch.save({"format": _CACHE_FORMAT, **arrays}, f)
+                fingerprint = Dataset(name="cache", **arrays).fingerprint()
+                torch.save({"format": _CACHE_FORMAT, "fingerprint": fingerprint, **arrays}, f)
             os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is as readable as the data
             os.replace(tmp, cache_file)
         except BaseException:

@@ -76,7 +76,7 @@ class TrainConfig:
     val_fraction: float = 0.1          # held out of train; 0 = evaluate on the test split
     split_seed: int = 42               # seed of the train/val permutation
     seed: int = 42                     # Python, NumPy and torch seeds, reset before the model is built
-    deterministic: bool = True         # deterministic cuDNN / torch algorithms
+    deterministic: bool = True         # deterministic cuDNN kernels, no autotuning (run.json records what was on)
     # Where and how fast it runs: not part of the run's identity (excluded from the cache key).
     device: str = "auto"               # "auto" (CUDA, then MPS, then CPU), or a torch device
     compile: bool = False              # torch.compile the model (opt-in; GPU)
@@ -285,10 +285,15 @@ def environment(device: torch.device, deterministic: bool) -> dict:
         "platform": platform.platform(),
         "device": str(device),
         "threads": torch.get_num_threads(),
-        "deterministic": deterministic,
+        "deterministic": deterministic,  # what the config asked for; below, what was in force
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
     }
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
+        # cuBLAS is only run-to-run reproducible with a fixed workspace (":4096:8" or ":16:8")
+        env["cublas_workspace_config"] = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     return env
 
 
@@ -315,6 +320,31 @@ def save_text(text: str, path: Path) -> None:
     write_atomic(path, lambda f: f.write(text.encode()))
 
 
+# torch.load reads a file with flipped bytes in its tensor data without complaint, so a checkpoint
+# (which no manifest covers: it changes every epoch) carries its own sha256 in a first line.
+CHECKSUM_LINE = b"helpers checkpoint sha256 "
+
+
+def save_checked(obj, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    body = buf.getbuffer()
+
+    def write(f):
+        f.write(CHECKSUM_LINE + hashlib.sha256(body).hexdigest().encode() + b"\n")
+        f.write(body)
+
+    write_atomic(path, write)
+
+
+def load_checked(path: Path, device: torch.device):
+    raw = memoryview(path.read_bytes())
+    end = bytes(raw[:200]).find(b"\n")
+    if end < 0 or bytes(raw[:end]) != CHECKSUM_LINE + hashlib.sha256(raw[end + 1:]).hexdigest().encode():
+        raise ValueError("checksum mismatch: truncated or changed since it was written")
+    return torch.load(io.BytesIO(raw[end + 1:]), map_location=device, weights_only=False)
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -326,28 +356,42 @@ def sha256(path: Path) -> str:
 RUN_FILES = ("final.pt", "best.pt", "history.csv")
 
 
+class DamagedRun(ValueError):
+    """A run folder's file is truncated, changed, or no longer loads: move it aside and retrain."""
+
+
 def verify_run(path: Path) -> dict | None:
-    """The manifest of a complete, intact run folder; None if unfinished; ValueError if damaged."""
+    """The manifest of a complete, intact run folder; None if unfinished; DamagedRun if damaged."""
     manifest = path / "run.json"
     if not manifest.exists():
         return None
     try:
         info = json.loads(manifest.read_text())
-        files = info["files"]
-    except (ValueError, KeyError) as e:
-        raise ValueError(f"{manifest}: unreadable manifest ({e})") from None
-    for name, meta in files.items():
+        # every run file must be listed with both numbers, or a damaged file could go unchecked
+        expected = {name: (info["files"][name]["size"], info["files"][name]["sha256"]) for name in RUN_FILES}
+    except (ValueError, KeyError, TypeError) as e:  # not JSON, not a dict, an entry missing
+        raise DamagedRun(f"{manifest}: damaged manifest ({type(e).__name__}: {e})") from None
+    for name, (size, digest) in expected.items():
         f = path / name
-        if not f.exists() or f.stat().st_size != meta["size"] or sha256(f) != meta["sha256"]:
-            raise ValueError(f"{f}: missing, truncated or changed since the run was saved")
+        if not f.exists() or f.stat().st_size != size or sha256(f) != digest:
+            raise DamagedRun(f"{f}: missing, truncated or changed since the run was saved")
     return info
 
 
 def move_aside(path: Path, why: str) -> None:
-    """Keep a damaged run for inspection under a new name; the caller retrains."""
-    dest = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
-    warnings.warn(f"{why}; moved to {dest.name} and training again", stacklevel=3)
+    """Keep a damaged run folder (or checkpoint file) for inspection under a new name; the caller retrains."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest, n = path.with_name(f"{path.name}.broken-{stamp}"), 1
+    while dest.exists():  # damaged twice within a second
+        n += 1
+        dest = path.with_name(f"{path.name}.broken-{stamp}-{n}")
     path.rename(dest)
+    warnings.warn(f"{why}; moved to {dest.name} and training again", stacklevel=3)
+
+
+def one_line(e: BaseException, limit: int = 200) -> str:
+    """An exception as one short line (load_state_dict's messages run to pages)."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"[:limit]
 
 
 @contextlib.contextmanager
@@ -503,11 +547,10 @@ def fit(config: TrainConfig, data: Dataset, *, root: str | Path | None = None, f
         if not force:
             try:
                 info = verify_run(path)
-            except ValueError as e:
+                if info is not None:
+                    return load_run(config, data, path, info, device)
+            except DamagedRun as e:
                 move_aside(path, str(e))
-                info = None
-            if info is not None:
-                return load_run(config, data, path, info, device)
         return train_run(config, data, path, device, progress)
 
 
@@ -521,7 +564,11 @@ def check_data(config: TrainConfig, data: Dataset) -> None:
 
 def load_run(config, data, path, info, device) -> Run:
     model = build(config, data.num_classes, device)
-    model.load_state_dict(torch.load(path / "final.pt", map_location=device))
+    try:
+        model.load_state_dict(torch.load(path / "final.pt", map_location=device))
+    except RuntimeError as e:  # whole file, wrong model: helpers.models changed since the run was saved
+        raise DamagedRun(f"{path / 'final.pt'} does not fit the {config.model} model of today's code "
+                         f"({one_line(e, 160)})") from None
     model.eval()
     history = pd.read_csv(path / "history.csv")
     return Run(config, model, history, path, device, cached=True, info=info)
@@ -535,11 +582,14 @@ def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.devi
     sched = make_scheduler(opt, config, len(train_loader))
     step_model = torch.compile(model) if config.compile else model
 
+    # We hold the run's lock, so temporary files here belong to a writer that was killed mid-write.
+    for tmp in path.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
     rows, start, best_acc, best_state = [], 0, -1.0, None
     ckpt_file = path / "checkpoint.pt"
     if ckpt_file.exists():
         try:
-            ckpt = torch.load(ckpt_file, map_location=device, weights_only=False)
+            ckpt = load_checked(ckpt_file, device)
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
@@ -547,8 +597,7 @@ def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.devi
             set_rng_state(ckpt["rng"])
             print(f"Resuming {path.name} after epoch {start}/{config.epochs}", flush=True)
         except Exception as e:  # a damaged checkpoint only costs the epochs it held
-            warnings.warn(f"{ckpt_file}: unreadable checkpoint ({type(e).__name__}); starting over")
-            ckpt_file.unlink()
+            move_aside(ckpt_file, f"{ckpt_file}: unreadable checkpoint ({one_line(e, 120)})")
             model = build(config, data.num_classes, device)
             opt = make_optimizer(model, config)
             sched = make_scheduler(opt, config, len(train_loader))
@@ -571,9 +620,9 @@ def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.devi
         if val_acc > best_acc:
             best_acc = val_acc
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        save_torch(dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                        rows=rows, epoch=epoch + 1, best_acc=best_acc, best_state=best_state, rng=rng_state()),
-                   ckpt_file)
+        save_checked(dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                          rows=rows, epoch=epoch + 1, best_acc=best_acc, best_state=best_state, rng=rng_state()),
+                     ckpt_file)
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", val_acc=f"{val_acc:.3f}")
     bar.close()
