@@ -401,13 +401,17 @@ def _read_cache(cache_file: Path) -> dict | None:
 
 def _write_cache(cache_file: Path, arrays: dict) -> None:
     """Write atomically (temp file + os.replace): a crash or a parallel run never leaves half a file."""
+    # Serialised in memory first: torch.save straight into a file on a full disk raises
+    # RuntimeError("[enforce fail at inline_container.cc] unexpected pos ..."), not OSError.
+    buf = io.BytesIO()
+    fingerprint = Dataset(name="cache", **arrays).fingerprint()
+    torch.save({"format": _CACHE_FORMAT, "fingerprint": fingerprint, **arrays}, buf)
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=cache_file.name + ".", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                fingerprint = Dataset(name="cache", **arrays).fingerprint()
-                torch.save({"format": _CACHE_FORMAT, "fingerprint": fingerprint, **arrays}, f)
+                f.write(buf.getbuffer())
             os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is as readable as the data
             os.replace(tmp, cache_file)
         except BaseException:

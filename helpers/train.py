@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import inspect
@@ -312,8 +313,17 @@ def write_atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None
         tmp.unlink(missing_ok=True)
 
 
+def torch_bytes(obj) -> memoryview:
+    # Serialised in memory first: torch.save straight into a file turns the OS's "No space left on
+    # device" into RuntimeError("[enforce fail at inline_container.cc] unexpected pos ...").
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getbuffer()
+
+
 def save_torch(obj, path: Path) -> None:
-    write_atomic(path, lambda f: torch.save(obj, f))
+    body = torch_bytes(obj)
+    write_atomic(path, lambda f: f.write(body))
 
 
 def save_text(text: str, path: Path) -> None:
@@ -326,9 +336,7 @@ CHECKSUM_LINE = b"helpers checkpoint sha256 "
 
 
 def save_checked(obj, path: Path) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    body = buf.getbuffer()
+    body = torch_bytes(obj)
 
     def write(f):
         f.write(CHECKSUM_LINE + hashlib.sha256(body).hexdigest().encode() + b"\n")
@@ -397,8 +405,17 @@ def one_line(e: BaseException, limit: int = 200) -> str:
 @contextlib.contextmanager
 def locked(path: Path):
     """Hold an exclusive lock on a run folder: a second process training the same run waits."""
-    path.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "w") as f:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        f = open(path.parent / f".{path.name}.lock", "w")
+    except OSError as e:
+        if e.errno not in (errno.EROFS, errno.EACCES) or not (path / "run.json").exists():
+            raise
+        f = None
+    if f is None:  # a finished run in a folder we cannot write (a shared, read-only cache) still loads
+        yield
+        return
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -541,17 +558,28 @@ def fit(config: TrainConfig, data: Dataset, *, root: str | Path | None = None, f
     device = pick_device(config.device)
     check_data(config, data)
     path = run_path(config, data, DATA_DIR if root is None else root)
-    with locked(path):
-        if force and path.exists():
-            shutil.rmtree(path)
-        if not force:
-            try:
-                info = verify_run(path)
-                if info is not None:
-                    return load_run(config, data, path, info, device)
-            except DamagedRun as e:
-                move_aside(path, str(e))
-        return train_run(config, data, path, device, progress)
+    try:
+        with locked(path):
+            if force and path.exists():
+                shutil.rmtree(path)
+            if not force:
+                try:
+                    info = verify_run(path)
+                    if info is not None:
+                        return load_run(config, data, path, info, device)
+                except DamagedRun as e:
+                    move_aside(path, str(e))
+            return train_run(config, data, path, device, progress)
+    except OSError as e:
+        if e.errno not in STORAGE_ERRORS:
+            raise
+        # One line that says where and what to do. Only this run's folder was being written, each file
+        # through a temporary name and a rename, so finished runs and the last checkpoint are intact.
+        raise OSError(e.errno, f"cannot write to {path}: {e.strerror}. Free some space, or set HELPERS_DATA "
+                               "to a writable folder; runs already in the cache are not affected") from e
+
+
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def check_data(config: TrainConfig, data: Dataset) -> None:

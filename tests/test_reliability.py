@@ -1,5 +1,5 @@
 """Reliability of the run cache and the inputs: kills, damaged files, two processes, bad input,
-determinism across processes.
+full or read-only disks, determinism across processes.
 
 Kills and concurrent runs use real subprocesses. Each child imports this file and runs ``child()``,
 so parent and child share one config and one dataset; hooks installed in the child stop it at an
@@ -8,6 +8,7 @@ exact point (mid-epoch, half-way through writing a file) so that the SIGKILL lan
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -493,6 +494,112 @@ def test_runner_rejects_an_output_folder_it_cannot_write(tmp_path, capsys, monke
         reports.main(["05", "--no-pdf", "--output", str(blocker / "reports")])
     assert exit_.value.code == 2
     assert f"cannot write reports to {blocker / 'reports'}" in capsys.readouterr().err
+
+
+# --- 5. full disk, read-only folders ----------------------------------------------------------
+
+class FillsUp:
+    """A file on a disk with ``room`` bytes left: what goes beyond fails as the OS would fail it."""
+
+    def __init__(self, f, code: int, room: int = 100):
+        self.f, self.code, self.room = f, code, room
+
+    def write(self, data) -> int:
+        data = memoryview(data).cast("B")
+        self.f.write(data[: self.room])
+        if len(data) > self.room:
+            self.room = 0
+            raise OSError(self.code, os.strerror(self.code))
+        self.room -= len(data)
+        return len(data)
+
+    def __getattr__(self, name):  # flush, close, fileno...
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS], ids=["disk-full", "read-only"])
+@pytest.mark.parametrize("fails_on, resumes_after", [("checkpoint.pt", None), ("final.pt", 3), ("run.json", 3)])
+def test_write_failure_is_clear_and_leaves_the_cache_intact(tmp_path, data, whole, monkeypatch, capsys,
+                                                            code, fails_on, resumes_after):
+    cached = cached_copy(whole, tmp_path)
+    before = {p.name: T.sha256(p) for p in cached.iterdir()}
+    other = CONFIG.replace(seed=7)
+    real = T.write_atomic
+
+    def disk_fills_up(path, write):
+        if Path(path).name != fails_on:
+            return real(path, write)
+        return real(path, lambda f: write(FillsUp(f, code)))
+
+    with monkeypatch.context() as m:
+        m.setattr(T, "write_atomic", disk_fills_up)
+        with pytest.raises(OSError) as err:
+            fit(other, data, root=tmp_path, progress=False)
+    path = T.run_path(other, data, tmp_path)
+    message = str(err.value)
+    assert err.value.errno == code
+    assert str(path) in message and os.strerror(code) in message and "\n" not in message
+    assert "Free some space, or set HELPERS_DATA to a writable folder" in message
+    # nothing cached was touched, nothing half-written was left, nothing claims to be finished
+    assert T.verify_run(cached) is not None and {p.name: T.sha256(p) for p in cached.iterdir()} == before
+    assert T.verify_run(path) is None and not list(path.glob("*.tmp"))
+
+    capsys.readouterr()
+    finished = fit(other, data, root=tmp_path, progress=False)  # space freed: the run completes
+    out = capsys.readouterr().out
+    assert (f"after epoch {resumes_after}/3" in out) if resumes_after else ("Resuming" not in out)
+    assert not finished.cached and T.verify_run(path) is not None
+
+
+def test_finished_run_loads_from_a_read_only_cache(tmp_path, data, whole, monkeypatch):
+    """A read-only data folder (a shared, pre-trained cache) still serves its finished runs; training
+    a new run there is a clear error. Simulated at open(): tests may run as root, which chmod does not stop."""
+    cached = cached_copy(whole, tmp_path)
+
+    def read_only_open(file, mode="r", *args, **kwargs):
+        if set(mode) & set("wax+"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(file))
+        return open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(T, "open", read_only_open, raising=False)  # train.py's own file writes
+    run = fit(CONFIG, data, root=tmp_path, progress=False)
+    assert run.cached
+    same_weights(run.model.state_dict(), whole.model.state_dict())
+    with pytest.raises(OSError, match=r"cannot write to .*runs/rel-\w+: Read-only file system"):
+        fit(CONFIG.replace(seed=7), data, root=tmp_path, progress=False)
+    assert T.verify_run(cached) is not None
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="running as root: chmod does not stop root from writing (the simulated "
+                           "tests above cover the same code)")
+def test_read_only_data_root_is_a_clear_error(tmp_path, data, whole):
+    cached = cached_copy(whole, tmp_path)
+    (tmp_path / "runs").chmod(0o555)  # before any lock file exists
+    try:
+        assert fit(CONFIG, data, root=tmp_path, progress=False).cached  # a finished run still loads
+        with pytest.raises(OSError, match="runs/rel-.*Permission denied.*writable"):
+            fit(CONFIG.replace(seed=7), data, root=tmp_path, progress=False)
+    finally:
+        (tmp_path / "runs").chmod(0o755)
+    assert T.verify_run(cached) is not None
+
+
+def test_data_cache_write_failure_warns_and_keeps_the_data(tmp_path, monkeypatch):
+    write_tree(tmp_path / "tree")
+    source, root = f"folder:{tmp_path / 'tree'}", tmp_path / "data"
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(D.os, "fdopen", lambda *a, **k: FillsUp(real_fdopen(*a, **k), errno.ENOSPC))
+    with pytest.warns(UserWarning, match="could not write data cache .*No space left on device"):
+        loaded = load_dataset(source, root=root)
+    assert len(loaded.train_labels) == 6
+    assert not list((root / "cache").iterdir())  # no half-written cache file
 
 
 # --- 6. determinism ---------------------------------------------------------------------------
