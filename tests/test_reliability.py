@@ -46,15 +46,12 @@ def make_data():
     return make_synthetic(n_train=200, n_test=100, seed=1)
 
 
-def test_logits(model, data) -> torch.Tensor:
+def predictions(model, data) -> torch.Tensor:
     """The model's outputs on the test split, in order (predictions, bit for bit)."""
     mean, std = T.norm_stats(CONFIG, data)
     loader = BatchLoader(data.test_images, data.test_labels, 50, mean=mean, std=std, shuffle=False)
     with torch.no_grad():
         return torch.cat([model(x) for x, _ in loader])
-
-
-test_logits.__test__ = False  # a helper, not a test
 
 
 def same_history(a: pd.DataFrame, b: pd.DataFrame):
@@ -114,7 +111,7 @@ def child(arg: str) -> None:
         hold_first_epoch(Path(a["marker"]), Path(a["hold"]))
     data = make_data()
     run = fit(CONFIG, data, root=a["root"], progress=False)
-    torch.save(test_logits(run.model, data), a["out"] + ".logits.pt")
+    torch.save(predictions(run.model, data), a["out"] + ".logits.pt")
     Path(a["out"]).write_text(json.dumps({"path": str(run.path), "cached": run.cached,
                                           "final_sha256": T.sha256(run.path / "final.pt")}))
 
@@ -610,7 +607,7 @@ def test_same_seed_in_another_process_is_bit_identical(tmp_path, data, whole):
     assert not result["cached"]
     assert_same_run(Path(result["path"]), whole)
     assert result["final_sha256"] == T.sha256(whole.path / "final.pt")
-    assert torch.equal(torch.load(str(out) + ".logits.pt"), test_logits(whole.model, data))
+    assert torch.equal(torch.load(str(out) + ".logits.pt"), predictions(whole.model, data))
 
 
 def test_run_records_the_determinism_settings_in_force(whole):
