@@ -95,10 +95,13 @@ class GradientRecorder:
                       for (name, _), s in zip(self.layers, stats)]
 
     def frame(self) -> pd.DataFrame:
-        df = pd.DataFrame(self.rows, columns=["step", "epoch", "layer", *self.columns])
-        df["vanishing"] = df["mean_abs"] < VANISH
-        df["exploding"] = df["norm"] > EXPLODE
-        return df
+        return flag(pd.DataFrame(self.rows, columns=["step", "epoch", "layer", *self.columns]))
+
+
+def flag(gradients: pd.DataFrame) -> pd.DataFrame:
+    """Gradient records with ``vanishing`` (mean |grad| < VANISH) and ``exploding`` (norm > EXPLODE)
+    flags, set from today's thresholds (04)."""
+    return gradients.assign(vanishing=gradients["mean_abs"] < VANISH, exploding=gradients["norm"] > EXPLODE)
 
 
 class UpdateRecorder:

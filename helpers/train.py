@@ -78,11 +78,14 @@ class TrainConfig:
     split_seed: int = 42               # seed of the train/val permutation
     seed: int = 42                     # Python, NumPy and torch seeds, reset before the model is built
     deterministic: bool = True         # deterministic cuDNN kernels, no autotuning (run.json records what was on)
+    record_every: int = 0              # per-layer gradient and weight-update records every N steps (04); 0 = off
     # Where and how fast it runs: not part of the run's identity (excluded from the cache key).
     device: str = "auto"               # "auto" (CUDA, then MPS, then CPU), or a torch device
     compile: bool = False              # torch.compile the model (opt-in; GPU)
 
     RUNTIME_FIELDS = ("device", "compile")
+    # Fields added after runs were first cached: left out of the key at their default, so those runs keep their folder.
+    LATER_FIELDS = {"record_every": 0}
 
     def __post_init__(self):
         check_config(self)
@@ -99,6 +102,9 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         for name in self.RUNTIME_FIELDS:
             d.pop(name)
+        for name, default in self.LATER_FIELDS.items():
+            if d[name] == default:
+                d.pop(name)
         d["milestones"] = list(d["milestones"])
         return d
 
@@ -132,6 +138,8 @@ def check_config(c: TrainConfig) -> None:
     for name in ("seed", "split_seed"):
         if not is_int(getattr(c, name)):
             bad(f"{name} must be an integer, not {getattr(c, name)!r}")
+    if not is_int(c.record_every) or c.record_every < 0:
+        bad(f"record_every must be an integer >= 0 (0 = no records), not {c.record_every!r}")
     # (rule, test): the test only runs on real numbers, so "0.1" or None get this message, not a TypeError
     for name, rule, ok in (("lr", "a number > 0", lambda v: v > 0),
                            ("width", "a number > 0", lambda v: v > 0),
@@ -234,6 +242,25 @@ class Run:
     @property
     def train_seconds(self) -> float:
         return float(self.history["seconds"].sum())
+
+    @property
+    def gradients(self) -> pd.DataFrame | None:
+        """Per-layer gradient records (``config.record_every > 0``; see helpers.instrument), else None."""
+        return self._records("gradients")
+
+    @property
+    def updates(self) -> pd.DataFrame | None:
+        """Per-layer weight-update records (``config.record_every > 0``), else None."""
+        return self._records("updates")
+
+    def _records(self, kind: str) -> pd.DataFrame | None:
+        from .instrument import flag
+
+        f = self.path / f"{kind}.csv"
+        if not f.exists():
+            return None
+        df = pd.read_csv(f)
+        return flag(df) if kind == "gradients" else df  # flags from today's thresholds
 
 
 # --- device and reproducibility -------------------------------------------------------------
@@ -379,6 +406,10 @@ def verify_run(path: Path) -> dict | None:
         expected = {name: (info["files"][name]["size"], info["files"][name]["sha256"]) for name in RUN_FILES}
     except (ValueError, KeyError, TypeError) as e:  # not JSON, not a dict, an entry missing
         raise DamagedRun(f"{manifest}: damaged manifest ({type(e).__name__}: {e})") from None
+    try:  # optional files (the gradient / update records) are checked when the manifest lists them
+        expected |= {name: (e["size"], e["sha256"]) for name, e in info["files"].items() if name not in expected}
+    except (KeyError, TypeError, AttributeError) as e:
+        raise DamagedRun(f"{manifest}: damaged manifest ({type(e).__name__}: {e})") from None
     for name, (size, digest) in expected.items():
         f = path / name
         if not f.exists() or f.stat().st_size != size or sha256(f) != digest:
@@ -505,14 +536,20 @@ def evaluate(model: nn.Module, loader: BatchLoader) -> tuple[float, float]:
     return loss_sum.item() / n, correct.item() / n  # one host sync per evaluation
 
 
-def train_epoch(model, loader, opt, sched, config, num_classes, mix_generator) -> tuple[float, float]:
-    """One pass over the training loader; metrics stay on the device until the epoch ends."""
+def train_epoch(model, loader, opt, sched, config, num_classes, mix_generator, recorders=None,
+                epoch: int = 0) -> tuple[float, float]:
+    """One pass over the training loader; metrics stay on the device until the epoch ends.
+
+    ``recorders``: (GradientRecorder, UpdateRecorder) or None; they see every optimiser step,
+    numbered from 1 over the whole run, and record on their own interval (04).
+    """
     model.train()
     device = next(model.parameters()).device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     mixer = MIXERS[config.mix["kind"]] if config.mix else None
-    for x, y in loader:
+    first_step = epoch * len(loader)
+    for i, (x, y) in enumerate(loader):
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         target = y
@@ -524,7 +561,11 @@ def train_epoch(model, loader, opt, sched, config, num_classes, mix_generator) -
         loss = F.cross_entropy(logits.float(), target, label_smoothing=config.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if recorders:
+            recorders[0].after_backward(first_step + i + 1, epoch + 1)
         opt.step()
+        if recorders:
+            recorders[1].after_step(first_step + i + 1, epoch + 1)
         if config.step_per == "batch":
             sched.step()
         loss_sum += loss.detach() * len(y)
@@ -613,7 +654,7 @@ def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.devi
     # We hold the run's lock, so temporary files here belong to a writer that was killed mid-write.
     for tmp in path.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
-    rows, start, best_acc, best_state = [], 0, -1.0, None
+    rows, start, best_acc, best_state, records = [], 0, -1.0, None, None
     ckpt_file = path / "checkpoint.pt"
     if ckpt_file.exists():
         try:
@@ -622,6 +663,7 @@ def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.devi
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
             rows, start, best_acc, best_state = ckpt["rows"], ckpt["epoch"], ckpt["best_acc"], ckpt["best_state"]
+            records = ckpt.get("records")
             set_rng_state(ckpt["rng"])
             print(f"Resuming {path.name} after epoch {start}/{config.epochs}", flush=True)
         except Exception as e:  # a damaged checkpoint only costs the epochs it held
@@ -630,6 +672,16 @@ def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.devi
             opt = make_optimizer(model, config)
             sched = make_scheduler(opt, config, len(train_loader))
             step_model = torch.compile(model) if config.compile else model
+            rows, start, best_acc, best_state, records = [], 0, -1.0, None, None
+
+    recorders = None
+    if config.record_every:
+        from .instrument import GradientRecorder, UpdateRecorder
+
+        recorders = (GradientRecorder(model, config.record_every), UpdateRecorder(model, config.record_every))
+        if records is not None:
+            recorders[0].rows = records["gradients"]
+            recorders[1].load_state(records["updates"])
 
     # TQDM_DISABLE=1 (set by the report runner) keeps progress bars out of saved reports
     quiet = not progress or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
@@ -640,7 +692,8 @@ def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.devi
         mix_gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
         lr = opt.param_groups[0]["lr"]
         t0 = time.perf_counter()
-        train_loss, train_acc = train_epoch(step_model, train_loader, opt, sched, config, data.num_classes, mix_gen)
+        train_loss, train_acc = train_epoch(step_model, train_loader, opt, sched, config, data.num_classes, mix_gen,
+                                            recorders, epoch)
         seconds = time.perf_counter() - t0
         val_loss, val_acc = evaluate(step_model, val_loader)
         rows.append(dict(epoch=epoch + 1, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
@@ -649,7 +702,8 @@ def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.devi
             best_acc = val_acc
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         save_checked(dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                          rows=rows, epoch=epoch + 1, best_acc=best_acc, best_state=best_state, rng=rng_state()),
+                          rows=rows, epoch=epoch + 1, best_acc=best_acc, best_state=best_state, rng=rng_state(),
+                          records=recorders and dict(gradients=recorders[0].rows, updates=recorders[1].state())),
                      ckpt_file)
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", val_acc=f"{val_acc:.3f}")
@@ -659,13 +713,18 @@ def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.devi
     save_torch(model.state_dict(), path / "final.pt")
     save_torch(best_state, path / "best.pt")
     save_text(history.to_csv(index=False), path / "history.csv")
+    files = list(RUN_FILES)
+    if recorders:
+        save_text(recorders[0].frame().to_csv(index=False), path / "gradients.csv")
+        save_text(recorders[1].frame().to_csv(index=False), path / "updates.csv")
+        files += ["gradients.csv", "updates.csv"]
     best_epoch = int(history["val_acc"].idxmax()) + 1
     info = dict(
         config=config.key_dict(), data=data.name, data_fingerprint=data.fingerprint(),
         environment=environment(device, config.deterministic), best_epoch=best_epoch,
         best_val_acc=float(history["val_acc"].max()), train_seconds=float(history["seconds"].sum()),
         finished=time.strftime("%Y-%m-%d %H:%M:%S"),
-        files={n: {"size": (path / n).stat().st_size, "sha256": sha256(path / n)} for n in RUN_FILES},
+        files={n: {"size": (path / n).stat().st_size, "sha256": sha256(path / n)} for n in files},
     )
     save_text(json.dumps(info, indent=2), path / "run.json")  # last: marks the run complete
     ckpt_file.unlink(missing_ok=True)

@@ -104,3 +104,114 @@ def test_bad_interval_and_logger():
         I.GradientRecorder(nn.Linear(2, 2), every=0)
     with pytest.raises(ValueError, match="valid: none, tensorboard, wandb"):
         I.log_run(None, to="mlflow")
+
+
+# --- records through the engine ---------------------------------------------------------------------
+
+from helpers import train as T  # noqa: E402
+from helpers.data import make_synthetic  # noqa: E402
+from helpers.train import TrainConfig, fit  # noqa: E402
+
+RECORDED = TrainConfig(model="simple_cnn", width=0.125, epochs=3, batch_size=32, lr=0.05, val_fraction=0.2,
+                       record_every=4)
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    return make_synthetic(n_train=320, n_test=64, seed=3)
+
+
+def test_fit_stores_records_with_the_run(tmp_path, small_data, monkeypatch):
+    run = fit(RECORDED, small_data, root=tmp_path, progress=False)
+    steps_per_epoch = 8  # 256 training images / 32
+    g, u = run.gradients, run.updates
+    expected_steps = list(range(4, 3 * steps_per_epoch + 1, 4))
+    layer_names = [n for n, _ in I.layers(run.model)]
+    for df in (g, u):
+        assert sorted(df["step"].unique()) == expected_steps
+        assert df.groupby("step")["layer"].apply(list).map(lambda v: v == layer_names).all()
+    assert g["epoch"].tolist()[0] == 1 and g["epoch"].tolist()[-1] == 3
+    assert {"gradients.csv", "updates.csv"} <= set(run.info["files"])
+    # the cache hands the same records back, without training
+    monkeypatch.setattr(T, "train_epoch", lambda *a, **k: pytest.fail("trained again"))
+    again = fit(RECORDED, small_data, root=tmp_path, progress=False)
+    assert again.cached
+    pd.testing.assert_frame_equal(again.gradients, g)
+    pd.testing.assert_frame_equal(again.updates, u)
+
+
+def test_a_changed_record_file_is_caught(tmp_path, small_data):
+    run = fit(RECORDED, small_data, root=tmp_path, progress=False)
+    with open(run.path / "updates.csv", "a") as f:
+        f.write("1,1,x,0,0,0,0,0\n")
+    with pytest.warns(UserWarning, match="updates.csv"):
+        again = fit(RECORDED, small_data, root=tmp_path, progress=False)
+    assert not again.cached
+
+
+def test_records_do_not_change_training_and_off_means_no_files(tmp_path, small_data):
+    on = fit(RECORDED, small_data, root=tmp_path / "on", progress=False)
+    off = fit(RECORDED.replace(record_every=0), small_data, root=tmp_path / "off", progress=False)
+    pd.testing.assert_frame_equal(on.history.drop(columns="seconds"), off.history.drop(columns="seconds"))
+    assert off.gradients is None and off.updates is None
+    # record_every=0 keeps the run folder of runs cached before the field existed
+    assert "record_every" not in RECORDED.replace(record_every=0).key_dict()
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_records_survive_an_interruption(tmp_path, small_data, monkeypatch):
+    whole = fit(RECORDED, small_data, root=tmp_path / "whole", progress=False)
+    real_epoch, calls = T.train_epoch, []
+
+    def dies_in_third_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Interrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(T, "train_epoch", dies_in_third_epoch)
+    with pytest.raises(Interrupt):
+        fit(RECORDED, small_data, root=tmp_path / "cut", progress=False)
+    monkeypatch.setattr(T, "train_epoch", real_epoch)
+    resumed = fit(RECORDED, small_data, root=tmp_path / "cut", progress=False)
+    pd.testing.assert_frame_equal(resumed.gradients, whole.gradients)
+    pd.testing.assert_frame_equal(resumed.updates, whole.updates)
+
+
+def test_bad_record_interval_is_rejected():
+    with pytest.raises(ValueError, match="record_every must be an integer >= 0"):
+        TrainConfig(record_every=-1)
+
+
+def test_tensorboard_log_has_the_history_and_records(tmp_path, small_data):
+    pytest.importorskip("tensorboard", reason="tensorboard is in the test extra; without it this path is untested")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = fit(RECORDED, small_data, root=tmp_path, progress=False)
+    folder = I.log_run(run, to="tensorboard")
+    assert folder == run.path / "tensorboard"
+    events = EventAccumulator(str(folder / run.path.name))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert [e.value for e in events.Scalars("epoch/val_acc")] == pytest.approx(run.history["val_acc"].tolist())
+    assert f"gradients/{run.gradients['layer'].iloc[0]}" in tags and any(t.startswith("updates/") for t in tags)
+    assert I.log_run(run, to="none") is None
+
+
+def test_missing_logger_package_says_how_to_install(tmp_path, small_data, monkeypatch):
+    import builtins
+
+    run = fit(RECORDED, small_data, root=tmp_path, progress=False)
+    real_import = builtins.__import__
+
+    def no_wandb(name, *args, **kwargs):
+        if name == "wandb":
+            raise ImportError("No module named 'wandb'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_wandb)
+    with pytest.raises(ImportError, match="pip install wandb"):
+        I.log_run(run, to="wandb")
