@@ -63,9 +63,10 @@ FULL = {
         dataset="cifar10",
         train=dict(model="resnet18_cifar", epochs=25, batch_size=64, lr=0.15, momentum=0.9, weight_decay=5e-4,
                    schedule="cosine", augment=dict(CROP_FLIP, jitter=0.2), normalize="cifar10",
+                   record_every=100,  # gradient / weight-update records every 100 batches
                    val_fraction=0.0,  # the report evaluates on the test split each epoch
                    seed=42),           # seed not given: 42
-        extra=dict(batch_size_2=128, lr_2=0.20, record_every=100),  # experiment 2; tracking interval (batches)
+        extra=dict(batch_size_2=128, lr_2=0.20),  # experiment 2
     ),
     # Report 004: SimpleCNN with and without BatchNorm.
     "bn_ablation": dict(
@@ -86,8 +87,7 @@ QUICK = {
     "resnet_budget": dict(dataset="synthetic", n_train=8_000, n_test=2_000,
                           train=dict(width=0.25, epochs=8)),
     "worksheet_analysis": dict(dataset="synthetic", n_train=6_000, n_test=2_000,
-                               train=dict(width=0.125, epochs=6),
-                               extra=dict(record_every=20)),
+                               train=dict(width=0.125, epochs=6, record_every=20)),
     "bn_ablation": dict(dataset="synthetic", n_train=20_000, n_test=2_000,   # LR drops every 4 of 12 epochs
                         train=dict(width=0.5, epochs=12, step_size=4)),
 }
@@ -95,7 +95,7 @@ SMOKE_TRAIN = dict(width=0.0625, epochs=2, batch_size=32)
 SMOKE = {study: dict(dataset="synthetic", n_train=320, n_test=100, train=dict(SMOKE_TRAIN)) for study in STUDIES}
 SMOKE["cutmix_study"]["train"]["milestones"] = (1,)
 SMOKE["bn_ablation"]["train"]["step_size"] = 1
-SMOKE["worksheet_analysis"]["extra"] = dict(record_every=2)
+SMOKE["worksheet_analysis"]["train"]["record_every"] = 2
 
 
 @dataclass(frozen=True)
