@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from benchmarks import run as bench
 
 
@@ -11,12 +13,52 @@ def test_smoke_run_prints_table_and_writes_json(tmp_path, capsys):
     data = json.loads(path.read_text())
     assert data["smoke"] is True
     assert {"cpu_count", "torch", "date"} <= data["machine"].keys()
-    sections = {r["section"] for r in data["rows"]}
-    assert sections == set(bench.SECTIONS)
-    for row in data["rows"]:
+    rows = data["rows"]
+    assert {r["section"] for r in rows} == set(bench.SECTIONS)
+    for row in rows:
         assert {"section", "name", "value", "unit"} <= row.keys()
-        assert row["value"] > 0
-    loader = [r for r in data["rows"] if r["section"] == "loader"]
+        assert "error" not in row, row  # a failed measurement, not a skip: the suite has rotted
+        if "skipped" in row:  # not measurable here (no CUDA, no archive, or never in smoke): says why
+            assert row["value"] is None and row["skipped"].strip()
+        else:
+            assert row["value"] > 0, row
+    measured = {s for s in bench.SECTIONS if any(r["section"] == s and "skipped" not in r for r in rows)}
+    # real_data never runs in smoke; every other section measures something on any machine
+    assert measured == set(bench.SECTIONS) - {"real_data"}
+
+    loader = [r for r in rows if r["section"] == "loader"]
     assert loader[0]["ratio"] == 1.0 and any(r["name"].startswith("BatchLoader") for r in loader)
+
+    steps = [r for r in rows if r["section"] == "train_step" and "skipped" not in r]
+    for model in ("simple_cnn", "resnet18_cifar"):
+        names = [r["name"] for r in steps if r["name"].startswith(model)]
+        assert any("model alone" in n for n in names) and any("BatchLoader + model" in n for n in names)
+        share = next(r for r in steps if r["name"].startswith(f"{model}: loader share"))
+        assert share["unit"] == "%" and share["target"] == "<= 10%"
+        roof = next(r for r in steps if r["name"].startswith(f"{model}: training FLOP/s"))
+        assert roof["ratio"] > 0 and roof["forward_flops_per_image"] > 0
+    assert any("matmul" in r["name"] for r in steps)
+
+    cams = [r for r in rows if r["section"] == "gradcam" and "skipped" not in r]
+    assert cams[0]["ratio"] == 1.0 and "one image at a time" in cams[0]["name"] and "batched" in cams[1]["name"]
+
+    e2e = [r for r in rows if r["section"] == "end_to_end"]
+    assert e2e[0]["notebooks"] and all(v["status"] == "ok" for v in e2e[0]["notebooks"].values())
+    assert any(r["unit"] == "GB" and r.get("target") == "<= 4 GB" for r in e2e)
+
     out = capsys.readouterr().out
-    assert "BatchLoader" in out and "img/s" in out
+    assert "BatchLoader" in out and "img/s" in out and "CAMs/s" in out
+    assert "real_data / " in out and "skipped" in out  # the skip reason is printed under the table
+
+
+def test_real_data_skips_without_archive(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR10_ARCHIVE", str(tmp_path / "absent.tar.gz"))
+    (row,) = bench.bench_real_data(smoke=False)
+    assert row["value"] is None and "absent.tar.gz" in row["skipped"]
+
+
+@pytest.mark.parametrize("argv", [["--smoke", "--quick"], ["--only", "loader", "--quick"], ["--only", "nope"]])
+def test_bad_flag_combinations_are_rejected(argv):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(argv)
+    assert exc.value.code == 2
