@@ -27,4 +27,4 @@ bench: $(VENV)/.installed     ## benchmark suite: prints a table, writes benchma
 	$(PY) -m benchmarks.run
 
 clean-runs:                   ## forget every trained run (they retrain on the next use)
-	rm -rf data/runs
+	rm -rf "$${HELPERS_DATA:-data}/runs"   # HELPERS_DATA moves data/ (see README)

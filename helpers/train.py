@@ -175,6 +175,8 @@ def check_config(c: TrainConfig) -> None:
     except (TypeError, ValueError) as e:
         bad(f"augment: {e}")
     if c.mix is not None:
+        if not isinstance(c.mix, dict):
+            bad(f"mix must be None or a dict like {{'kind': 'cutmix', 'alpha': 1.0, 'p': 0.5}}, not {c.mix!r}")
         if c.mix.get("kind") not in MIXERS:
             bad(f"unknown mix kind {c.mix.get('kind')!r}; valid: {', '.join(MIXERS)}")
         mixer = MIXERS[c.mix["kind"]]

@@ -103,3 +103,8 @@ def test_engine_trains_with_cutmix_and_changes_the_run(tmp_path):
     assert plain.path != mixed.path
     assert plain.history["train_loss"][0] != pytest.approx(mixed.history["train_loss"][0])
     assert (mixed.history.drop(columns="seconds").equals(again.history.drop(columns="seconds")))
+
+
+def test_mix_given_as_a_string_is_a_clear_error():
+    with pytest.raises(ValueError, match="mix must be None or a dict"):
+        TrainConfig(mix="cutmix")
