@@ -20,6 +20,8 @@ Sections:
   pre-made tensors; the loader's share of step time; achieved FLOP/s against a measured matmul peak
   (roofline ratio). With CUDA also bf16 + channels_last, ``torch.compile`` and a 50k-image epoch.
 - ``gradcam``: CAMs/s of ``helpers.cam.compute_cams``, batched vs one image at a time.
+- ``recording``: images/s of ``helpers.train.train_epoch`` without and with notebook 04's per-layer
+  gradient and weight-update records (target: records cost <= 10%).
 - ``end_to_end``: wall time and peak memory of the notebook runner (``python -m helpers.reports``)
   over every notebook at the smoke profile; with ``--quick`` (minutes: use ``--only end_to_end
   --quick``) also at the quick profile. ``--smoke`` runs one notebook only.
@@ -583,6 +585,54 @@ def bench_gradcam(smoke: bool = False) -> list[dict]:
     return rows
 
 
+def bench_recording(smoke: bool = False) -> list[dict]:
+    """Cost of notebook 04's gradient and weight-update records: images/s of ``helpers.train.train_epoch``
+    without records vs with records every 20 steps (the quick profile) and every 5 (a stress case;
+    the full profile's 100 costs less still). Issue 7's target: records slow training by <= 10%.
+
+    resnet18_cifar at width 0.25, batch 128, crop + flip, 40 steps per timed block (smoke: 4 steps,
+    recording every 2), on the CPU with 1 thread (the robust setting, see ``_cpu_threads``). Blocks
+    continue the step count, so every block records as often as its interval says.
+    """
+    from helpers.instrument import GradientRecorder, UpdateRecorder
+    from helpers.loader import Augment, BatchLoader
+    from helpers.models import build_model
+    from helpers.train import TrainConfig, make_optimizer, make_scheduler, train_epoch
+
+    steps, batch = (4, 128) if smoke else (40, 128)
+    intervals = [2] if smoke else [20, 5]
+    images, labels = _images(steps * batch, seed=5)
+    cpu = torch.device("cpu")
+    contenders: dict[str, _Contender] = {}
+    for every in [0, *intervals]:
+        config = TrainConfig(model="resnet18_cifar", width=0.25, batch_size=batch, lr=0.05, record_every=every)
+        model = build_model("resnet18_cifar", width=0.25)
+        opt = make_optimizer(model, config)
+        loader = BatchLoader(images, labels, batch, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+                             augment=Augment(crop_padding=4, flip_h=0.5), device=cpu)
+        sched = make_scheduler(opt, config, len(loader))
+        recorders = (GradientRecorder(model, every), UpdateRecorder(model, every)) if every else None
+        epoch = [0]
+
+        def run(model=model, opt=opt, sched=sched, config=config, loader=loader, recorders=recorders, epoch=epoch):
+            train_epoch(model, loader, opt, sched, config, 10, torch.Generator(), recorders, epoch[0])
+            epoch[0] += 1
+
+        name = "train_epoch, no records" if not every else f"train_epoch, records every {every} steps"
+        contenders[name] = _Contender(run, cpu, threads=1, work=steps * batch)
+    times = _alternate(contenders, rounds=1 if smoke else 3)
+    names = list(contenders)
+    base = _rates(contenders[names[0]], times[names[0]])
+    rows = [_rate_row("recording", k, contenders[k], times[k], "img/s", base=base, model="resnet18_cifar width 0.25")
+            for k in names]
+    for row in rows[1:]:
+        rows.append({"section": "recording", "name": row["name"].replace("train_epoch, records", "slowdown of records"),
+                     # below zero means records "sped up" training: the noise of the measurement
+                     "value": 100 * (1 - row["ratio"]), "median": 100 * (1 - row["ratio_median"]),
+                     "unit": "%", "target": "<= 10%"})
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------------
 # end_to_end and real_data: the notebook runner in a subprocess
 # ---------------------------------------------------------------------------------------------------
@@ -771,6 +821,7 @@ SECTIONS = {
     "loader": bench_loader,
     "train_step": bench_train_step,
     "gradcam": bench_gradcam,
+    "recording": bench_recording,
     "end_to_end": bench_end_to_end,
     "real_data": bench_real_data,
 }
