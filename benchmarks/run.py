@@ -94,18 +94,12 @@ class _PILDataset(torch.utils.data.Dataset):
 
 def _epoch_seconds(make_iter, device: torch.device, threads: int | None = None) -> float:
     """Seconds for one full pass over ``make_iter()``, with ``threads`` intra-op threads if given."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        _sync(device)
-        t0 = time.perf_counter()
+
+    def one_pass():
         for _ in make_iter():
             pass
-        _sync(device)
-        return time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(before)
+
+    return _seconds(one_pass, device, threads)
 
 
 def bench_loader(smoke: bool = False) -> list[dict]:

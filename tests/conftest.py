@@ -19,3 +19,31 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class Interrupt(Exception):
+    """Stands for Ctrl-C / a killed kernel in the resume tests."""
+
+
+@pytest.fixture
+def interrupt_epoch(monkeypatch):
+    """``interrupt_epoch(n)``: the n-th call of ``helpers.train.train_epoch`` raises Interrupt;
+    ``interrupt_epoch.restore()`` puts the real one back. Resume tests use it."""
+    from helpers import train as T
+
+    real = T.train_epoch
+
+    def arm(n):
+        calls = []
+
+        def dies(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise Interrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(T, "train_epoch", dies)
+
+    arm.restore = lambda: monkeypatch.setattr(T, "train_epoch", real)
+    arm.Interrupt = Interrupt
+    return arm

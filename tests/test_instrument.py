@@ -158,24 +158,12 @@ def test_records_do_not_change_training_and_off_means_no_files(tmp_path, small_d
     assert "record_every" not in RECORDED.replace(record_every=0).key_dict()
 
 
-class Interrupt(Exception):
-    pass
-
-
-def test_records_survive_an_interruption(tmp_path, small_data, monkeypatch):
+def test_records_survive_an_interruption(tmp_path, small_data, interrupt_epoch):
     whole = fit(RECORDED, small_data, root=tmp_path / "whole", progress=False)
-    real_epoch, calls = T.train_epoch, []
-
-    def dies_in_third_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise Interrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(T, "train_epoch", dies_in_third_epoch)
-    with pytest.raises(Interrupt):
+    interrupt_epoch(3)
+    with pytest.raises(interrupt_epoch.Interrupt):
         fit(RECORDED, small_data, root=tmp_path / "cut", progress=False)
-    monkeypatch.setattr(T, "train_epoch", real_epoch)
+    interrupt_epoch.restore()
     resumed = fit(RECORDED, small_data, root=tmp_path / "cut", progress=False)
     pd.testing.assert_frame_equal(resumed.gradients, whole.gradients)
     pd.testing.assert_frame_equal(resumed.updates, whole.updates)

@@ -316,33 +316,21 @@ def test_run_that_no_longer_fits_the_model_is_moved_aside(tmp_path, data, whole,
     assert_same_run(path, whole)
 
 
-class Interrupt(Exception):
-    pass
-
-
-def interrupted_run(root: Path, data, monkeypatch) -> Path:
+def interrupted_run(root: Path, data, interrupt_epoch) -> Path:
     """A run stopped during epoch 2: checkpoint.pt holds epoch 1."""
-    real, calls = T.train_epoch, []
-
-    def dies_in_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise Interrupt
-        return real(*args, **kwargs)
-
-    with monkeypatch.context() as m:
-        m.setattr(T, "train_epoch", dies_in_second_epoch)
-        with pytest.raises(Interrupt):
-            fit(CONFIG, data, root=root, progress=False)
+    interrupt_epoch(2)
+    with pytest.raises(interrupt_epoch.Interrupt):
+        fit(CONFIG, data, root=root, progress=False)
+    interrupt_epoch.restore()
     path = T.run_path(CONFIG, data, root)
     assert (path / "checkpoint.pt").exists()
     return path
 
 
 @pytest.mark.parametrize("damage", [truncate, flip_byte], ids=["truncated", "flipped"])
-def test_damaged_checkpoint_is_named_moved_aside_and_training_restarts(tmp_path, data, whole, monkeypatch,
+def test_damaged_checkpoint_is_named_moved_aside_and_training_restarts(tmp_path, data, whole, interrupt_epoch,
                                                                        capsys, damage):
-    path = interrupted_run(tmp_path, data, monkeypatch)
+    path = interrupted_run(tmp_path, data, interrupt_epoch)
     damage(path / "checkpoint.pt")
     capsys.readouterr()
     with pytest.warns(UserWarning) as record:

@@ -132,26 +132,13 @@ def test_same_seed_gives_identical_runs(tmp_path, data):
     assert not c.history.train_loss.equals(a.history.train_loss)
 
 
-class Interrupt(Exception):
-    pass
-
-
-def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, data, monkeypatch):
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, data, interrupt_epoch):
     config = TINY.replace(epochs=4, model_kwargs={"batch_norm": True})  # dropout + BN: RNG and buffers matter
     whole = fit(config, data, root=tmp_path / "whole", progress=False)
-
-    real_epoch, calls = T.train_epoch, []
-
-    def dies_in_third_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise Interrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(T, "train_epoch", dies_in_third_epoch)
-    with pytest.raises(Interrupt):
+    interrupt_epoch(3)
+    with pytest.raises(interrupt_epoch.Interrupt):
         fit(config, data, root=tmp_path / "cut", progress=False)
-    monkeypatch.setattr(T, "train_epoch", real_epoch)
+    interrupt_epoch.restore()
     path = T.run_path(config, data, tmp_path / "cut")
     assert (path / "checkpoint.pt").exists() and not (path / "run.json").exists()
 
