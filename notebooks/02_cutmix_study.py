@@ -314,8 +314,9 @@ figs.save(plots.per_class_change(delta, data.classes, "Per-class test accuracy c
 order = np.argsort(-delta)
 display(Markdown(
     f"**{int((delta >= 0).sum())} of {data.num_classes}** classes improve or stay level (report: 98 of 100). "
-    f"Largest gains: " + ", ".join(f"*{data.classes[i]}* {100 * delta[i]:+.1f}" for i in order[:3])
-    + "; largest losses: " + ", ".join(f"*{data.classes[i]}* {100 * delta[i]:+.1f}" for i in order[::-1][:3]) + "."))
+    f"Most improved: " + ", ".join(f"*{data.classes[i]}* {100 * delta[i]:+.1f}" for i in order[:3])
+    + "; least improved: " + ", ".join(f"*{data.classes[i]}* {100 * delta[i]:+.1f}" for i in order[::-1][:3])
+    + " (points)."))
 
 # %% [markdown]
 # Sample migration: test images corrected by the change, images it broke (regressed), and, among

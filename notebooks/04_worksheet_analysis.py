@@ -268,8 +268,8 @@ by_stage = ranking.groupby(lambda layer: layer.split(".")[0])["mean relative upd
 display(Markdown(
     f"The three layers that moved most (relative to their size) are {top3}. By stage, the mean relative update "
     f"ranks " + " > ".join(by_stage.index) + " (report 003: the classifier first, then layer 4 down to layer 1). "
-    "A relative update says how much of a layer is rewritten per interval: a layer whose weights are large "
-    "(here, many small-stddev kernels in deep stages) can take a big absolute step and still change little."))
+    "A relative update says how much of a layer is rewritten per interval: a layer with a large weight norm "
+    "can take a big absolute step and still change little relative to its size."))
 
 # %% [markdown]
 # ## 7. The learning-rate schedules
