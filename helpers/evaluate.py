@@ -23,6 +23,7 @@ arrays or pandas DataFrames on the CPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -32,7 +33,7 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from .loader import normalize
-from .train import autocast
+from .train import autocast, save_text
 
 __all__ = [
     "CHANGES",
@@ -393,10 +394,9 @@ def migration(a: Predictions, b: Predictions) -> dict:
     right), ``regressed`` (A right, B wrong), ``net`` (corrected - regressed), ``still_wrong``
     (both wrong) and, of those, ``still_wrong_less_confident`` (B's confidence in its predicted
     class below A's) with its ``share_less_confident``."""
-    _pair(a, b)
+    corrected, regressed = len(rescued(a, b)), len(broken(a, b))  # both check the pairing
     both_wrong = ~a.correct & ~b.correct
     less = int((both_wrong & (b.conf < a.conf)).sum())
-    corrected, regressed = int((~a.correct & b.correct).sum()), int((a.correct & ~b.correct).sum())
     n_wrong = int(both_wrong.sum())
     return dict(corrected=corrected, regressed=regressed, net=corrected - regressed, still_wrong=n_wrong,
                 still_wrong_less_confident=less, share_less_confident=less / n_wrong if n_wrong else float("nan"))
@@ -454,19 +454,14 @@ def accuracy_at_threshold(preds: Predictions, threshold: float) -> tuple[float, 
 def write_predictions(path, ids: Sequence, preds: Predictions) -> pd.DataFrame:
     """Write a Kaggle-style submission ``ID,Label`` (03): one row per image, the label as class index.
 
-    Written to a temporary file and renamed, so an existing file is never left half-written.
-    Returns the table written.
+    Written with the run cache's atomic writer (``train.save_text``: a temporary file, then a
+    rename), so an existing file is never left half-written. Returns the table written.
     """
-    from pathlib import Path
-
     ids = list(ids)
     if len(ids) != len(preds):
         raise ValueError(f"{len(ids)} IDs for {len(preds)} predictions")
     table = pd.DataFrame({"ID": ids, "Label": preds.pred.astype(np.int64)})
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
+    save_text(table.to_csv(index=False), Path(path))
     return table
 
 

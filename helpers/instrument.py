@@ -70,6 +70,12 @@ def layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
             if getattr(m, "weight", None) is not None and m.weight.dim() >= 2]
 
 
+def _interval(every) -> int:
+    if not isinstance(every, int) or every < 1:
+        raise ValueError(f"every must be a positive integer, not {every!r}")
+    return every
+
+
 class GradientRecorder:
     """Per-layer gradient statistics every ``every`` steps (04).
 
@@ -82,9 +88,7 @@ class GradientRecorder:
     columns = ("mean_abs", "max_abs", "norm")
 
     def __init__(self, model: nn.Module, every: int = 100):
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer, not {every!r}")
-        self.every, self.layers, self.rows = every, layers(model), []
+        self.every, self.layers, self.rows = _interval(every), layers(model), []
 
     def after_backward(self, step: int, epoch: int) -> None:
         if step % self.every:
@@ -116,9 +120,7 @@ class UpdateRecorder:
     columns = ("update_norm", "relative_update", "weight_norm", "weight_mean", "weight_std")
 
     def __init__(self, model: nn.Module, every: int = 100):
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer, not {every!r}")
-        self.every, self.layers, self.rows = every, layers(model), []
+        self.every, self.layers, self.rows = _interval(every), layers(model), []
         self.previous = [p.detach().clone() for _, p in self.layers]
 
     def after_step(self, step: int, epoch: int) -> None:

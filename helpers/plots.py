@@ -190,17 +190,23 @@ def per_class_bars(accs: dict[str, np.ndarray], classes: list[str]) -> plt.Figur
     return fig
 
 
-def val_accuracy_trajectories(histories: dict[str, pd.DataFrame]) -> plt.Figure:
-    """Validation accuracy of several runs on one axis (01)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.3))
+def _per_epoch(histories: dict[str, pd.DataFrame], column: str, ylabel: str, title: str, height: float,
+               legend_size=None) -> plt.Figure:
+    """One history column of several runs against the epoch, on one axis."""
+    fig, ax = plt.subplots(figsize=(5.5, height))
     for i, (name, h) in enumerate(histories.items()):
-        ax.plot(h["epoch"], h["val_acc"], marker="o", markersize=3, color=PALETTE[i], label=name)
+        ax.plot(h["epoch"], h[column], marker="o", markersize=3, color=PALETTE[i], label=name)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title("Validation accuracy per epoch")
-    ax.legend()
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend_size)
     fig.tight_layout()
     return fig
+
+
+def val_accuracy_trajectories(histories: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Validation accuracy of several runs on one axis (01)."""
+    return _per_epoch(histories, "val_acc", "validation accuracy", "Validation accuracy per epoch", 3.3)
 
 
 def epoch_times(histories: dict[str, pd.DataFrame]) -> plt.Figure:
@@ -375,15 +381,7 @@ def migration_bars(counts: dict[str, int], title: str = "Where the test samples 
 
 def learning_rates(histories: dict[str, pd.DataFrame]) -> plt.Figure:
     """The learning rate each epoch started with, per run (03, 04)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.0))
-    for i, (name, h) in enumerate(histories.items()):
-        ax.plot(h["epoch"], h["lr"], marker="o", markersize=3, color=PALETTE[i], label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("learning rate")
-    ax.set_title("Learning-rate schedule")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _per_epoch(histories, "lr", "learning rate", "Learning-rate schedule", 3.0, legend_size=7)
 
 
 def tta_bars(accs: pd.Series, title: str = "Test accuracy per test-time view") -> plt.Figure:

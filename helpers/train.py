@@ -550,14 +550,14 @@ def train_epoch(model, loader, opt, sched, config, num_classes, mix_generator, r
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     mixer = MIXERS[config.mix["kind"]] if config.mix else None
+    mix_params = {k: v for k, v in config.mix.items() if k != "kind"} if config.mix else {}
     first_step = epoch * len(loader)
     for i, (x, y) in enumerate(loader):
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         target = y
         if mixer is not None:
-            params = {k: v for k, v in config.mix.items() if k != "kind"}
-            x, target = mixer(x, y, num_classes, mix_generator, **params)
+            x, target = mixer(x, y, num_classes, mix_generator, **mix_params)
         with autocast(device):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), target, label_smoothing=config.label_smoothing)
