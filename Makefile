@@ -14,13 +14,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 reports: $(VENV)/.installed   ## run every notebook headless (PROFILE=quick) and write reports/
-	$(PY) -m helpers.reports --profile $(PROFILE)
+	$(PY) -m helpers.runner --profile $(PROFILE)
 
 test: $(VENV)/.installed      ## the test suite (smoke-profile notebooks included)
 	$(PY) -m pytest
 
 lab: $(VENV)/.installed       ## open the notebooks in JupyterLab with the same environment and kernel
-	$(PY) -m helpers.reports --install-kernel
+	$(PY) -m helpers.runner --install-kernel
 	JUPYTER_PREFER_ENV_PATH=1 $(PY) -m jupyter lab notebooks/
 
 bench: $(VENV)/.installed     ## benchmark suite: prints a table, writes benchmarks/results/latest.json

@@ -1,14 +1,24 @@
 """helpers: the library behind the CIFAR CNN study notebooks.
 
 One small module per concept; the notebooks in ``notebooks/`` call these functions and hold only
-the story and the figures.
+the story and the figures. Read roughly in this order:
 
-- ``data``      data sources (synthetic, CIFAR-10/100, image folders) and the train/val split
-- ``loader``    a batched, on-device augmentation loader (no DataLoader workers)
-- ``models``    the four model families the reports use
-- ``profiles``  smoke / quick / full settings for each study
-- ``train``     ``fit``: the training engine with its run cache
-- ``reports``   the headless runner (``python -m helpers.reports``)
+- ``data``        data sources (synthetic, CIFAR-10/100, image folders) and the train/val split (a package)
+- ``loader``      a batched, on-device augmentation loader (no DataLoader workers)
+- ``models``      the four model families of the reference reports; a layer table and memory estimate
+- ``cutmix``      CutMix for a training batch
+- ``config``      ``TrainConfig``: a training run's settings, checked before any work
+- ``device``      device choice, seeds and RNG state, mixed precision, the run's environment record
+- ``store``       atomic writes, checksums, damaged files moved aside; the run folder and its lock
+- ``train``       ``fit``: the training engine with its run cache
+- ``profiles``    smoke / quick / full settings for each study
+- ``evaluate``    predictions, accuracy tables, failure cases, model-vs-model changes, calibration
+- ``cam``         Grad-CAM through pytorch-grad-cam
+- ``stress``      notebook 01's Grad-CAM-on-the-object measurement
+- ``instrument``  notebook 04's FLOPs, gradient and weight-update records, experiment logs
+- ``plots``       the notebooks' figures and their metrics file
+- ``export``      HTML / PDF exports of an executed notebook and the index page
+- ``runner``      the headless runner (``python -m helpers.runner``)
 """
 
 import os

@@ -33,7 +33,8 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from .loader import normalize
-from .train import autocast, save_text
+from .device import autocast
+from .store import save_text
 
 __all__ = [
     "CHANGES",
@@ -60,6 +61,7 @@ __all__ = [
     "pick_diverse",
     "predict",
     "rescued",
+    "top_confusion",
 ]
 
 
@@ -116,10 +118,6 @@ class Predictions:
         return len(self.pred)
 
     @property
-    def num_classes(self) -> int:
-        return self.probs.shape[1]
-
-    @property
     def correct(self) -> np.ndarray:
         """bool N: prediction equals the label (needs ``labels``)."""
         return self._labels() == self.pred
@@ -136,7 +134,7 @@ def predict(model: nn.Module, images, labels=None, *, mean, std, batch_size: int
 
     Each batch goes to the model's device, is normalised with :func:`helpers.loader.normalize`
     (``mean``/``std`` as in training) and run under ``torch.no_grad()`` and
-    :func:`helpers.train.autocast` (bf16 on CUDA, fp32 on the CPU); probabilities are taken in
+    :func:`helpers.device.autocast` (bf16 on CUDA, fp32 on the CPU); probabilities are taken in
     float32. The model runs in eval mode; its previous train/eval mode is restored afterwards.
     The result does not depend on ``batch_size`` (beyond float rounding on a GPU).
 
@@ -454,7 +452,7 @@ def accuracy_at_threshold(preds: Predictions, threshold: float) -> tuple[float, 
 def write_predictions(path, ids: Sequence, preds: Predictions) -> pd.DataFrame:
     """Write a Kaggle-style submission ``ID,Label`` (03): one row per image, the label as class index.
 
-    Written with the run cache's atomic writer (``train.save_text``: a temporary file, then a
+    Written with the package's atomic writer (``store.save_text``: a temporary file, then a
     rename), so an existing file is never left half-written. Returns the table written.
     """
     ids = list(ids)
@@ -486,7 +484,6 @@ def check_predictions(path, ids: Sequence, num_classes: int) -> pd.DataFrame:
     return table
 
 
-# --- training histories --------------------------------------------------------------------------
 # --- training histories --------------------------------------------------------------------------
 
 

@@ -199,7 +199,7 @@ def log_run(run, to: str = "none", log_dir: str | Path | None = None, name: str 
             raise ImportError("logging to TensorBoard needs the tensorboard package: pip install tensorboard") from err
         with SummaryWriter(log_dir=str(folder / name)) as writer:
             for row in history.itertuples(index=False):
-                for column in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"):
+                for column in history.columns.drop("epoch"):  # train_*, val_* or test_*, lr, seconds
                     writer.add_scalar(f"epoch/{column}", getattr(row, column), int(row.epoch))
             for kind, df in records.items():
                 value = "norm" if kind == "gradients" else "relative_update"

@@ -111,10 +111,11 @@ def class_distribution(counts: pd.DataFrame) -> plt.Figure:
 
 def training_curves(histories: dict[str, pd.DataFrame], metric: str = "loss",
                     lr_steps: list[int] | None = None) -> plt.Figure:
-    """Train (solid) and validation (dotted) curves of several runs, one panel per run (01, 04, 05).
+    """Train (solid) and validation (dotted) curves of several runs, one panel per run (01-05).
 
     ``metric`` is "loss" or "acc"; ``lr_steps`` draws dashed lines at the epochs where the
-    learning rate drops (report 004's figure 3).
+    learning rate drops (report 004's figure 3). A history evaluated on the test split each epoch
+    (``test_*`` columns, 03 and 04) is drawn and labelled as "test".
     """
     if metric not in ("loss", "acc"):
         raise ValueError(f"metric must be 'loss' or 'acc', not {metric!r}")
@@ -125,7 +126,8 @@ def training_curves(histories: dict[str, pd.DataFrame], metric: str = "loss",
         color = PALETTE[i]
         for ax in (axes[i], axes[-1]):
             ax.plot(h["epoch"], h[f"train_{metric}"], color=color, label=f"{name} train")
-            ax.plot(h["epoch"], h[f"val_{metric}"], color=color, linestyle=":", linewidth=2, label=f"{name} val")
+            split = "val" if f"val_{metric}" in h else "test"
+            ax.plot(h["epoch"], h[f"{split}_{metric}"], color=color, linestyle=":", linewidth=2, label=f"{name} {split}")
         axes[i].set_title(name)
     axes[-1].set_title("together")
     label = {"loss": "cross-entropy loss", "acc": "accuracy"}[metric]

@@ -13,15 +13,13 @@ for a few seconds: tests and CI only; its numbers mean nothing.
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from dataclasses import dataclass, field
-
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported only when settings are built, so the runner starts fast
     from .data import Dataset
-    from .train import TrainConfig
+    from .config import TrainConfig
 
 PROFILES = ("smoke", "quick", "full")
 STUDIES = ("stress_test", "cutmix_study", "resnet_budget", "worksheet_analysis", "bn_ablation")
@@ -92,10 +90,10 @@ QUICK = {
                         train=dict(width=0.5, epochs=12, step_size=4)),
 }
 SMOKE_TRAIN = dict(width=0.0625, epochs=2, batch_size=32)
-SMOKE = {study: dict(dataset="synthetic", n_train=320, n_test=100, train=dict(SMOKE_TRAIN)) for study in STUDIES}
-SMOKE["cutmix_study"]["train"]["milestones"] = (1,)
-SMOKE["bn_ablation"]["train"]["step_size"] = 1
-SMOKE["worksheet_analysis"]["train"]["record_every"] = 2
+SMOKE_SCHEDULES = {"cutmix_study": dict(milestones=(1,)), "bn_ablation": dict(step_size=1),
+                   "worksheet_analysis": dict(record_every=2)}  # what 2 epochs need to still show the mechanism
+SMOKE = {study: dict(dataset="synthetic", n_train=320, n_test=100, train=dict(SMOKE_TRAIN, **SMOKE_SCHEDULES.get(study, {})))
+         for study in STUDIES}
 
 
 @dataclass(frozen=True)
@@ -131,7 +129,7 @@ def settings(study: str, profile: str = "quick", **overrides) -> Settings:
     ``n_train=...``) or a study extra (``lr_2=...``). ``None`` values are ignored, so notebook
     parameters can default to None meaning "the profile's value".
     """
-    from .train import TrainConfig, config_fields
+    from .config import TrainConfig, config_fields
 
     if study not in STUDIES:
         raise ValueError(f"unknown study {study!r}; valid studies: {', '.join(STUDIES)}")
@@ -170,9 +168,3 @@ def describe(s: Settings) -> str:
     size = "all" if s.n_train is None else f"{s.n_train:,} train / {s.n_test:,} test"
     return (f"{s.study} · profile {s.profile} · data {s.dataset} ({size}) · model {c.model} width {c.width} · "
             f"{c.epochs} epochs · batch {c.batch_size} · lr {c.lr} ({c.schedule}) · seed {c.seed}")
-
-
-def as_dict(s: Settings) -> dict:
-    d = dataclasses.asdict(s)
-    d["train"] = s.train.key_dict() | {"device": s.train.device}
-    return d

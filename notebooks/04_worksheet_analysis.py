@@ -149,7 +149,7 @@ for name, run in runs.items():
 
 # %% [markdown]
 # There is no validation split in this protocol: like the report, the test split is evaluated after
-# every epoch (shown as "val" in the curves). The convergence epoch is the first epoch whose test
+# every epoch. The convergence epoch is the first epoch whose test
 # accuracy is within 95% of the final one.
 
 # %%
@@ -160,11 +160,11 @@ def result(name, run):
     h = run.history
     last = h.iloc[-1]
     return {
-        "final test acc (%)": 100 * last["val_acc"], "final train acc (%)": 100 * last["train_acc"],
-        "gap (points)": 100 * (last["train_acc"] - last["val_acc"]), "test loss": last["val_loss"],
+        "final test acc (%)": 100 * last["test_acc"], "final train acc (%)": 100 * last["train_acc"],
+        "gap (points)": 100 * (last["train_acc"] - last["test_acc"]), "test loss": last["test_loss"],
         "train loss": last["train_loss"], "training time (s)": h["seconds"].sum(),
         "batches per epoch": int(np.ceil(n_train / run.config.batch_size)),
-        "convergence epoch": ev.epochs_to_reach(h, 0.95 * last["val_acc"]),
+        "convergence epoch": ev.epochs_to_reach(h, 0.95 * last["test_acc"], column="test_acc"),
     }
 
 
@@ -178,8 +178,7 @@ results.round(3)
 # %%
 n_epochs = S.train.epochs
 picked = sorted({1, *(int(round(f * n_epochs)) for f in (0.2, 0.4, 0.6, 0.8, 1.0))} - {0})
-progress = pd.concat({name: h.set_index("epoch").loc[picked, ["train_loss", "train_acc", "val_loss", "val_acc"]]
-                      .rename(columns={"val_loss": "test_loss", "val_acc": "test_acc"})
+progress = pd.concat({name: h.set_index("epoch").loc[picked, ["train_loss", "train_acc", "test_loss", "test_acc"]]
                       for name, h in histories.items()}, axis=1)
 progress.round(3)
 
@@ -192,7 +191,7 @@ figs.save(plots.training_curves(histories, "acc"), "accuracy_curves")
 
 # %%
 (e1, r1), (e2, r2) = results.items()
-first = {name: h["val_acc"].iloc[0] for name, h in histories.items()}
+first = {name: h["test_acc"].iloc[0] for name, h in histories.items()}
 display(Markdown(
     f"Final test accuracy: **{r1['final test acc (%)']:.2f}%** for {e1} and **{r2['final test acc (%)']:.2f}%** for "
     f"{e2} (report 003: 93.10% and 92.39%). After the first epoch: {100 * first[e1]:.1f}% and {100 * first[e2]:.1f}% "

@@ -2,26 +2,25 @@
 
 Command line (run from anywhere; ``-h`` for all options)::
 
-    python -m helpers.reports                          # every notebook, profile "quick"
-    python -m helpers.reports 05 cutmix_study --profile smoke --no-pdf
-    python -m helpers.reports 03 -p seed 1 -p device cpu
-    python -m helpers.reports --list                   # notebook names and their parameters
-    python -m helpers.reports --sync                   # pair/sync notebooks/*.py, strip outputs
+    python -m helpers.runner                          # every notebook, profile "quick"
+    python -m helpers.runner 05 cutmix_study --profile smoke --no-pdf
+    python -m helpers.runner 03 -p seed 1 -p device cpu
+    python -m helpers.runner --list                   # notebook names and their parameters
+    python -m helpers.runner --sync                   # pair/sync notebooks/*.py, strip outputs
 
 For each notebook it writes ``<output>/<profile>/<stem>/``: the executed ``<stem>.ipynb``, its
-``<stem>.html`` and ``<stem>.pdf`` exports and a ``run.json`` record, next to whatever the notebook
+``<stem>.html`` and ``<stem>.pdf`` exports (``helpers.export``) and a ``result.json`` record, next to whatever the notebook
 itself writes there (``metrics.json``, ``figures/``). ``<output>/<profile>/index.html`` links them all.
 
 Python::
 
-    from helpers.reports import run_notebooks, list_notebooks
+    from helpers.runner import run_notebooks, list_notebooks
     results = run_notebooks(["05"], profile="smoke", pdf=False)
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import os
 import shutil
@@ -32,6 +31,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+from .export import export_html, export_pdf, pdf_engine_missing, read_metrics, write_index
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -45,15 +46,8 @@ PDF_HINT = ("PDF skipped: xelatex/pandoc not found (install: apt-get install tex
 
 def parse_value(text: str):
     """Parse a -p value the way papermill's CLI does: True/False/None/int/float, else the string."""
-    try:  # papermill's own parser; private, so keep a copy for the day it moves
-        from papermill.cli import _resolve_type
-    except ImportError:  # pragma: no cover
-        for kind in (int, float):
-            try:
-                return kind(text)
-            except ValueError:
-                pass
-        return {"True": True, "False": False, "None": None}.get(text, text)
+    from papermill.cli import _resolve_type  # private, but papermill is pinned and a test checks it
+
     return _resolve_type(text)
 
 
@@ -164,7 +158,7 @@ def check_values(paths: list[Path], profile: str, dataset: str | None, params: d
         if study not in STUDIES:
             continue
         from helpers.profiles import settings  # imports torch: only for the real notebooks
-        from helpers.train import config_fields
+        from helpers.config import config_fields
 
         names = set(config_fields()) | {"n_train", "n_test"}
         try:
@@ -266,7 +260,7 @@ def kernel_env():
 
 def clear_previous(folder: Path, stem: str) -> None:
     """Delete the outputs of an earlier run so a failed run cannot show stale metrics/figures."""
-    for name in (f"{stem}.ipynb", f"{stem}.html", f"{stem}.pdf", "run.json", "metrics.json"):
+    for name in (f"{stem}.ipynb", f"{stem}.html", f"{stem}.pdf", "result.json", "metrics.json"):
         (folder / name).unlink(missing_ok=True)
     shutil.rmtree(folder / "figures", ignore_errors=True)
 
@@ -316,63 +310,6 @@ def execute(source: Path, target: Path, parameters: dict, timeout: int | None) -
         progress_bar=sys.stderr.isatty())
 
 
-def export_html(executed: Path) -> Path:
-    """Write ``<stem>.html`` next to the executed notebook (figures embedded as data URIs)."""
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter().from_filename(str(executed))
-    target = executed.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
-    return target
-
-
-def pdf_engine_missing() -> list[str]:
-    """Return the tools nbconvert's PDF export needs that are not on PATH."""
-    return [tool for tool in ("xelatex", "pandoc") if not shutil.which(tool)]
-
-
-# nbconvert's LaTeX uses Latin Modern, which silently drops Greek text, "≈", "≥", "✓"... from
-# the PDF; switch to DejaVu where it is installed (fontspec's test keeps other machines working).
-PDF_TEMPLATE = r"""((* extends 'index.tex.j2' *))
-((* block packages *))
-((( super() )))
-    \ifdefined\IfFontExistsTF
-        \IfFontExistsTF{DejaVu Serif}{\setmainfont{DejaVu Serif}}{}
-        \IfFontExistsTF{DejaVu Sans}{\setsansfont{DejaVu Sans}}{}
-        \IfFontExistsTF{DejaVu Sans Mono}{\setmonofont{DejaVu Sans Mono}[Scale=0.85]}{}
-    \fi
-((* endblock packages *))
-"""
-
-
-def export_pdf(executed: Path) -> Path:
-    """Write ``<stem>.pdf`` next to the executed notebook via nbconvert (LaTeX + xelatex)."""
-    from jinja2 import DictLoader
-    from nbconvert import PDFExporter
-
-    exporter = PDFExporter(extra_loaders=[DictLoader({"reports.tex.j2": PDF_TEMPLATE})],
-                           template_file="reports.tex.j2")
-    # metadata.path lets LaTeX find files the notebook refers to by relative path.
-    resources = {"metadata": {"path": str(executed.parent), "name": executed.stem}}
-    body, _ = exporter.from_filename(str(executed), resources=resources)
-    target = executed.with_suffix(".pdf")
-    target.write_bytes(body)
-    return target
-
-
-def read_metrics(folder: Path) -> dict:
-    """Return the headline metrics in ``folder/metrics.json``: top-level numbers and short
-    strings (not the figures list); {} if the file is missing or not JSON."""
-    try:
-        data = json.loads((folder / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if k != "figures" and (
-        isinstance(v, (int, float)) or (isinstance(v, str) and len(v) <= 40))}
-
-
 def export(result: Result, executed: Path, pdf: bool) -> None:
     """Export HTML (always, for inspection) and PDF (finished runs only) into result's folder;
     an export error is recorded in result rather than raised."""
@@ -391,7 +328,7 @@ def export(result: Result, executed: Path, pdf: bool) -> None:
 
 def run_one(source: Path, profile: str, dataset: str, params: dict, out: Path,
             timeout: int | None, pdf: bool) -> Result:
-    """Execute one notebook, export it, record ``run.json``; failures become the Result."""
+    """Execute one notebook, export it, record ``result.json``; failures become the Result."""
     folder = (out / profile / source.stem).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     clear_previous(folder, source.stem)
@@ -412,7 +349,7 @@ def run_one(source: Path, profile: str, dataset: str, params: dict, out: Path,
     result.export_seconds = round(time.perf_counter() - start, 1)
     result.metrics = read_metrics(folder)
     result.finished = datetime.now().isoformat(timespec="seconds")
-    (folder / "run.json").write_text(json.dumps(asdict(result), indent=1))
+    (folder / "result.json").write_text(json.dumps(asdict(result), indent=1))
     return result
 
 
@@ -421,7 +358,7 @@ def run_one(source: Path, profile: str, dataset: str, params: dict, out: Path,
 def load_runs(profile_dir: Path, stems: list[str]) -> list[Result]:
     """Return the recorded run of every notebook known here (this run or earlier ones);
     notebooks with no record count as skipped."""
-    recorded = {p.parent.name: p for p in profile_dir.glob("*/run.json")}
+    recorded = {p.parent.name: p for p in profile_dir.glob("*/result.json")}
     runs = []
     for stem in sorted(set(stems) | set(recorded)):
         try:
@@ -429,46 +366,6 @@ def load_runs(profile_dir: Path, stems: list[str]) -> list[Result]:
         except (KeyError, OSError, ValueError, TypeError):
             runs.append(Result(stem, "skipped"))
     return runs
-
-
-def link(href: str | None, label: str) -> str:
-    """Return an HTML link, or an empty string when there is nothing to link to."""
-    return f'<a href="{html.escape(href)}">{label}</a>' if href else ""
-
-
-def write_index(profile_dir: Path, stems: list[str]) -> Path:
-    """Write ``index.html``: one row per notebook with links, status, time and headline metrics."""
-    rows = []
-    for r in load_runs(profile_dir, stems):
-        files = " ".join(filter(None, [link(r.html and f"{r.notebook}/{r.html}", "HTML"),
-                                        link(r.pdf and f"{r.notebook}/{r.pdf}", "PDF")]))
-        metrics = "<br>".join(f"{html.escape(k)}: {html.escape(fmt(v))}" for k, v in r.metrics.items())
-        css = "ok" if r.ok else "bad" if r.status.startswith("failed") else ""
-        error = f"<br><small>{html.escape(r.error.splitlines()[0])}</small>" if r.error else ""
-        rows.append(f'<tr><td>{html.escape(r.notebook)}</td><td class="{css}">'
-                    f'{html.escape(r.status)}{error}</td><td>{r.seconds if r.finished else ""}</td>'
-                    f'<td>{html.escape(r.finished)}</td><td>{files}</td><td>{metrics}</td></tr>')
-    title = f"Reports: profile {profile_dir.name}"
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.3em .6em;vertical-align:top;text-align:left}}
-.ok{{color:#070}} .bad{{color:#b00;font-weight:bold}}</style></head>
-<body><h1>{html.escape(title)}</h1>
-<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>finished</th><th>report</th>
-<th>headline metrics</th></tr>
-{chr(10).join(rows)}
-</table></body></html>
-"""
-    profile_dir.mkdir(parents=True, exist_ok=True)
-    target = profile_dir / "index.html"
-    target.write_text(page, encoding="utf-8")
-    return target
-
-
-def fmt(value) -> str:
-    """Format a metric for a table: floats to 4 significant digits."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def print_summary(results: list[Result]) -> None:
@@ -516,7 +413,7 @@ def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None
             if result.error:
                 print(f"    {result.error}", flush=True)
             results.append(result)
-    index = write_index(out / profile, list_notebooks(notebooks_dir))
+    index = write_index(out / profile, load_runs(out / profile, list_notebooks(notebooks_dir)))
     print_summary(results)
     print(f"\nindex: {index.resolve()}")
     return results
@@ -555,7 +452,7 @@ def sync_notebooks(notebooks_dir: str | Path | None = None) -> list[Path]:
 def parser() -> argparse.ArgumentParser:
     """Build the command-line parser."""
     p = argparse.ArgumentParser(
-        prog="python -m helpers.reports",
+        prog="python -m helpers.runner",
         description="Execute the study notebooks with papermill and export HTML/PDF reports "
                     "to <output>/<profile>/.")
     p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
