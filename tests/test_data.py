@@ -71,7 +71,7 @@ def no_decoding(monkeypatch) -> None:
     """Make any decoding fail loudly: proves a cache hit, or that an error came before decoding."""
     def fail(*args, **kwargs):
         raise AssertionError("images were decoded")
-    monkeypatch.setattr(data, "_decode_images", fail)
+    monkeypatch.setattr(data.folder, "decode_images", fail)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -347,7 +347,7 @@ def test_folder_corrupt_cache_is_reported_and_rebuilt(tmp_path):
         rebuilt = load_dataset(source, root=root)
     assert len(caught) == 1 and "\n" not in str(caught[0].message)
     assert rebuilt.fingerprint() == first.fingerprint()
-    assert data._read_cache(cache_file) is not None  # the rebuilt file is whole again
+    assert data.folder.read_cache(cache_file) is not None  # the rebuilt file is whole again
     assert not [p for p in (root / "cache").iterdir() if p.name.endswith(".tmp")]  # no temp files left
 
 

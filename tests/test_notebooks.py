@@ -1,6 +1,6 @@
 """Conventions every notebook in notebooks/ keeps (one test per notebook, as notebooks land).
 
-Fix most failures with ``python -m helpers.reports --sync`` (strips outputs, syncs the .py pair).
+Fix most failures with ``python -m helpers.runner --sync`` (strips outputs, syncs the .py pair).
 """
 
 import json
@@ -13,12 +13,27 @@ import numpy as np
 import papermill
 import pytest
 
-from helpers import reports
+from helpers import runner
 
-NOTEBOOKS = sorted(reports.NOTEBOOKS_DIR.glob("*.ipynb"))
+NOTEBOOKS = sorted(runner.NOTEBOOKS_DIR.glob("*.ipynb"))
 REQUIRED = {"profile", "dataset", "seed", "device", "output_dir"}
 # Anything that picks a non-inline backend drops the figures from executed notebooks and reports.
 BACKEND = re.compile(r"matplotlib\.use\(|switch_backend\(|MPLBACKEND|%matplotlib\s+(?!inline)\w")
+
+# Figures each study must produce even at the smoke profile (its story depends on them).
+KEY_FIGURES = {
+    "01_stress_test": {"figures/loss_curves.png", "figures/confusion_matrices.png", "figures/failures_plain.png",
+                       "figures/gradcam_canonical_failures.png", "figures/attention_on_object.png"},
+    "02_cutmix_study": {"figures/loss_curves.png", "figures/gradcam_baseline_failures.png",
+                        "figures/confidence_histograms.png", "figures/reliability_diagrams.png",
+                        "figures/risk_coverage.png"},
+    "03_resnet_budget": {"figures/parameter_budget.png", "figures/loss_curves.png", "figures/tta_accuracy.png",
+                         "figures/confusion_matrix.png"},
+    "04_worksheet_analysis": {"figures/flops_per_layer.png", "figures/gradient_flow.png",
+                              "figures/weight_updates.png", "figures/learning_rate.png"},
+    "05_bn_ablation": {"figures/loss_curves.png", "figures/accuracy_curves.png", "figures/confusion_matrices.png",
+                       "figures/training_time.png"},
+}
 
 each = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 
@@ -48,7 +63,7 @@ def test_kernelspec_is_python3(path):
 def test_committed_without_outputs(path):
     dirty = [i for i, c in enumerate(read(path).cells)
              if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
-    assert not dirty, f"cells {dirty} have outputs/execution counts: run python -m helpers.reports --sync"
+    assert not dirty, f"cells {dirty} have outputs/execution counts: run python -m helpers.runner --sync"
 
 
 @each
@@ -70,7 +85,7 @@ def test_py_pair_in_sync(path):
         return [(c.cell_type, c.source.strip(), c.metadata.get("tags", [])) for c in nb.cells]
 
     assert cells(jupytext.read(script)) == cells(read(path)), (
-        f"{script.name} and {path.name} differ: run python -m helpers.reports --sync")
+        f"{script.name} and {path.name} differ: run python -m helpers.runner --sync")
 
 
 @pytest.mark.slow
@@ -78,8 +93,8 @@ def test_py_pair_in_sync(path):
 def test_smoke_run_writes_metrics_and_figures(path, tmp_path):
     """The notebook runs under papermill (via the runner) with profile smoke and leaves
     metrics.json with a figures list, each a non-empty PNG under figures/."""
-    pdf = not reports.pdf_engine_missing() or bool(os.environ.get("REQUIRE_PDF"))
-    [result] = reports.run_notebooks([path.stem], profile="smoke", output=tmp_path, pdf=pdf,
+    pdf = not runner.pdf_engine_missing() or bool(os.environ.get("REQUIRE_PDF"))
+    [result] = runner.run_notebooks([path.stem], profile="smoke", output=tmp_path, pdf=pdf,
                                      notebooks_dir=path.parent,
                                      timeout=900)
     assert result.ok, f"{result.status}: {result.error}"
@@ -88,11 +103,14 @@ def test_smoke_run_writes_metrics_and_figures(path, tmp_path):
         assert (folder / result.pdf).read_bytes()[:4] == b"%PDF"
     assert (folder / "metrics.json").is_file(), "the notebook should write <output_dir>/metrics.json"
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert isinstance(metrics.get("figures"), list), "metrics.json needs a 'figures' list"
-    for name in metrics["figures"]:
-        png = folder / name  # paths relative to output_dir, e.g. figures/loss_curves.png
-        assert png.is_file(), f"figure {name} listed but not written"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{name} is not a PNG"
+    listed = metrics.get("figures")
+    assert isinstance(listed, list), "metrics.json needs a 'figures' list"
+    missing = KEY_FIGURES[path.stem] - set(listed)
+    assert not missing, f"key figures not saved: {sorted(missing)}"
+    written = {f"figures/{p.name}" for p in (folder / "figures").glob("*.png")}
+    assert set(listed) == written, f"listed but not written: {set(listed) - written}; not listed: {written - set(listed)}"
+    for name in listed:  # paths relative to output_dir, e.g. figures/loss_curves.png
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{name} is not a PNG"
 
 
 @pytest.mark.slow
@@ -109,7 +127,7 @@ def test_cutmix_notebook_on_a_100_class_dataset(tmp_path):
             folder.mkdir(parents=True)
             for i in range(n):
                 Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    [result] = reports.run_notebooks(["02_cutmix_study"], profile="smoke", dataset=f"folder:{tmp_path / 'c100'}",
+    [result] = runner.run_notebooks(["02_cutmix_study"], profile="smoke", dataset=f"folder:{tmp_path / 'c100'}",
                                      output=tmp_path / "out", pdf=False, timeout=900,
                                      notebooks_dir=NOTEBOOKS[0].parent)
     assert result.ok, f"{result.status}: {result.error}"
@@ -124,7 +142,7 @@ def test_budget_notebook_writes_a_checked_prediction_file(tmp_path):
     """Notebook 03 predicts the images given as ``predict_images`` into predictions.csv."""
     images = np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
     np.save(tmp_path / "unlabelled.npy", images)
-    [result] = reports.run_notebooks(["03_resnet_budget"], profile="smoke", output=tmp_path / "out", pdf=False,
+    [result] = runner.run_notebooks(["03_resnet_budget"], profile="smoke", output=tmp_path / "out", pdf=False,
                                      params={"predict_images": str(tmp_path / "unlabelled.npy")},
                                      timeout=900, notebooks_dir=NOTEBOOKS[0].parent)
     assert result.ok, f"{result.status}: {result.error}"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers.profiles import FULL, PROFILES, STUDIES, settings
+from helpers.profiles import FULL, STUDIES, settings
 
 
 def test_full_profiles_are_the_reports_protocols():
@@ -60,7 +60,3 @@ def test_unknown_and_bad_settings():
         settings("bn_ablation", "quick", epochs=0)
     with pytest.raises(ValueError, match="n_train must be"):
         settings("bn_ablation", "quick", n_train=-5)
-
-
-def test_profiles_constant():
-    assert PROFILES == ("smoke", "quick", "full")

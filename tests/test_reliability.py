@@ -25,7 +25,8 @@ import torch
 from PIL import Image
 
 from helpers import data as D
-from helpers import reports
+from helpers import runner
+from helpers import store as S
 from helpers import train as T
 from helpers.data import load_dataset, make_synthetic
 from helpers.loader import BatchLoader
@@ -71,7 +72,7 @@ def run_files(path: Path) -> dict:
 
 def assert_same_run(path: Path, whole):
     """The run in ``path`` is complete and equals the uninterrupted run: history, final and best weights."""
-    assert T.verify_run(path) is not None
+    assert S.verify_run(path) is not None
     same_history(whole.history, pd.read_csv(path / "history.csv"))
     for name, weights in run_files(path).items():
         same_weights(run_files(whole.path)[name], weights)
@@ -113,7 +114,7 @@ def child(arg: str) -> None:
     run = fit(CONFIG, data, root=a["root"], progress=False)
     torch.save(predictions(run.model, data), a["out"] + ".logits.pt")
     Path(a["out"]).write_text(json.dumps({"path": str(run.path), "cached": run.cached,
-                                          "final_sha256": T.sha256(run.path / "final.pt")}))
+                                          "final_sha256": S.sha256(run.path / "final.pt")}))
 
 
 def stop_here(marker: Path) -> None:
@@ -149,7 +150,7 @@ def stall_in_training_epoch(epoch: int, marker: Path) -> None:
 
 def stall_in_write(name: str, nth: int, marker: Path) -> None:
     """Die half-way through the ``nth`` write of file ``name``, after half its bytes reached the disk."""
-    real, count = T.write_atomic, [0]
+    real, count = S.write_atomic, [0]
 
     def patched(path, write):
         if Path(path).name != name:
@@ -168,7 +169,7 @@ def stall_in_write(name: str, nth: int, marker: Path) -> None:
             stop_here(marker)
         return real(path, half)
 
-    T.write_atomic = patched
+    S.write_atomic = patched
 
 
 def hold_first_epoch(marker: Path, go: Path) -> None:
@@ -238,7 +239,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, data, whole, cap
     assert proc.returncode == -signal.SIGKILL
 
     path = T.run_path(CONFIG, data, tmp_path)
-    assert T.verify_run(path) is None  # no manifest: not taken for a finished run
+    assert S.verify_run(path) is None  # no manifest: not taken for a finished run
     if "stall_write" in where:  # the kill really left half a file behind, under a temporary name
         assert [p.name for p in path.glob(f".{where['stall_write']}.*.tmp")]
 
@@ -305,9 +306,9 @@ def test_run_that_no_longer_fits_the_model_is_moved_aside(tmp_path, data, whole,
     path = cached_copy(whole, tmp_path)
     weights = torch.load(path / "final.pt")
     weights.pop(next(iter(weights)))  # as if the model had gained a layer since
-    T.save_torch(weights, path / "final.pt")
+    S.save_torch(weights, path / "final.pt")
     info = json.loads((path / "run.json").read_text())
-    info["files"]["final.pt"] = {"size": (path / "final.pt").stat().st_size, "sha256": T.sha256(path / "final.pt")}
+    info["files"]["final.pt"] = {"size": (path / "final.pt").stat().st_size, "sha256": S.sha256(path / "final.pt")}
     (path / "run.json").write_text(json.dumps(info))  # checksums fine: the file is whole, just stale
     with pytest.warns(UserWarning) as record:
         again = fit(CONFIG, data, root=tmp_path, progress=False)
@@ -364,7 +365,7 @@ def test_damaged_data_cache_is_named_moved_aside_and_rebuilt(tmp_path, damage):
     one_warning(record, cache.name)
     assert again.fingerprint() == first.fingerprint()  # the damaged pixels were not used
     assert len(list(cache.parent.glob(f"{cache.name}.broken-*"))) == 1
-    assert D._read_cache(cache) is not None  # rebuilt whole
+    assert D.folder.read_cache(cache) is not None  # rebuilt whole
 
 
 # --- 3. two processes, one run -----------------------------------------------------------------
@@ -462,21 +463,21 @@ def test_empty_data_is_rejected_before_training(tmp_path, sizes, val_fraction, m
     (["-p", "epochs", "many"], "05_bn_ablation: TrainConfig: epochs must be a positive integer, not 'many'"),
 ])
 def test_runner_rejects_bad_values_before_running(tmp_path, capsys, monkeypatch, args, message):
-    monkeypatch.setattr(reports, "run_one", lambda *a, **k: pytest.fail("a notebook was started"))
+    monkeypatch.setattr(runner, "run_one", lambda *a, **k: pytest.fail("a notebook was started"))
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_:
-        reports.main(["05", "--no-pdf", "--output", str(out), *args])
+        runner.main(["05", "--no-pdf", "--output", str(out), *args])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"error: {message}")
     assert not out.exists()
 
 
 def test_runner_rejects_an_output_folder_it_cannot_write(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(reports, "run_one", lambda *a, **k: pytest.fail("a notebook was started"))
+    monkeypatch.setattr(runner, "run_one", lambda *a, **k: pytest.fail("a notebook was started"))
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(SystemExit) as exit_:
-        reports.main(["05", "--no-pdf", "--output", str(blocker / "reports")])
+        runner.main(["05", "--no-pdf", "--output", str(blocker / "reports")])
     assert exit_.value.code == 2
     assert f"cannot write reports to {blocker / 'reports'}" in capsys.readouterr().err
 
@@ -513,9 +514,9 @@ class FillsUp:
 def test_write_failure_is_clear_and_leaves_the_cache_intact(tmp_path, data, whole, monkeypatch, capsys,
                                                             code, fails_on, resumes_after):
     cached = cached_copy(whole, tmp_path)
-    before = {p.name: T.sha256(p) for p in cached.iterdir()}
+    before = {p.name: S.sha256(p) for p in cached.iterdir()}
     other = CONFIG.replace(seed=7)
-    real = T.write_atomic
+    real = S.write_atomic
 
     def disk_fills_up(path, write):
         if Path(path).name != fails_on:
@@ -523,7 +524,7 @@ def test_write_failure_is_clear_and_leaves_the_cache_intact(tmp_path, data, whol
         return real(path, lambda f: write(FillsUp(f, code)))
 
     with monkeypatch.context() as m:
-        m.setattr(T, "write_atomic", disk_fills_up)
+        m.setattr(S, "write_atomic", disk_fills_up)
         with pytest.raises(OSError) as err:
             fit(other, data, root=tmp_path, progress=False)
     path = T.run_path(other, data, tmp_path)
@@ -532,14 +533,14 @@ def test_write_failure_is_clear_and_leaves_the_cache_intact(tmp_path, data, whol
     assert str(path) in message and os.strerror(code) in message and "\n" not in message
     assert "Free some space, or set HELPERS_DATA to a writable folder" in message
     # nothing cached was touched, nothing half-written was left, nothing claims to be finished
-    assert T.verify_run(cached) is not None and {p.name: T.sha256(p) for p in cached.iterdir()} == before
-    assert T.verify_run(path) is None and not list(path.glob("*.tmp"))
+    assert S.verify_run(cached) is not None and {p.name: S.sha256(p) for p in cached.iterdir()} == before
+    assert S.verify_run(path) is None and not list(path.glob("*.tmp"))
 
     capsys.readouterr()
     finished = fit(other, data, root=tmp_path, progress=False)  # space freed: the run completes
     out = capsys.readouterr().out
     assert (f"after epoch {resumes_after}/3" in out) if resumes_after else ("Resuming" not in out)
-    assert not finished.cached and T.verify_run(path) is not None
+    assert not finished.cached and S.verify_run(path) is not None
 
 
 def test_finished_run_loads_from_a_read_only_cache(tmp_path, data, whole, monkeypatch):
@@ -552,13 +553,21 @@ def test_finished_run_loads_from_a_read_only_cache(tmp_path, data, whole, monkey
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(file))
         return open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(T, "open", read_only_open, raising=False)  # train.py's own file writes
+    class ReadOnlyLock:  # filelock opens its lock file for writing, which a read-only folder refuses
+        def __init__(self, path):
+            self.path = path
+
+        def acquire(self, timeout=None):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self.path))
+
+    monkeypatch.setattr(S, "open", read_only_open, raising=False)  # the store's own file writes
+    monkeypatch.setattr(S, "FileLock", ReadOnlyLock)
     run = fit(CONFIG, data, root=tmp_path, progress=False)
     assert run.cached
     same_weights(run.model.state_dict(), whole.model.state_dict())
     with pytest.raises(OSError, match=r"cannot write to .*runs/rel-\w+: Read-only file system"):
         fit(CONFIG.replace(seed=7), data, root=tmp_path, progress=False)
-    assert T.verify_run(cached) is not None
+    assert S.verify_run(cached) is not None
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
@@ -573,14 +582,13 @@ def test_read_only_data_root_is_a_clear_error(tmp_path, data, whole):
             fit(CONFIG.replace(seed=7), data, root=tmp_path, progress=False)
     finally:
         (tmp_path / "runs").chmod(0o755)
-    assert T.verify_run(cached) is not None
+    assert S.verify_run(cached) is not None
 
 
 def test_data_cache_write_failure_warns_and_keeps_the_data(tmp_path, monkeypatch):
     write_tree(tmp_path / "tree")
     source, root = f"folder:{tmp_path / 'tree'}", tmp_path / "data"
-    real_fdopen = os.fdopen
-    monkeypatch.setattr(D.os, "fdopen", lambda *a, **k: FillsUp(real_fdopen(*a, **k), errno.ENOSPC))
+    monkeypatch.setattr(S, "open", lambda *a, **k: FillsUp(open(*a, **k), errno.ENOSPC), raising=False)
     with pytest.warns(UserWarning, match="could not write data cache .*No space left on device"):
         loaded = load_dataset(source, root=root)
     assert len(loaded.train_labels) == 6
@@ -594,7 +602,7 @@ def test_same_seed_in_another_process_is_bit_identical(tmp_path, data, whole):
     result = finish(proc, out, tmp_path, "other")
     assert not result["cached"]
     assert_same_run(Path(result["path"]), whole)
-    assert result["final_sha256"] == T.sha256(whole.path / "final.pt")
+    assert result["final_sha256"] == S.sha256(whole.path / "final.pt")
     assert torch.equal(torch.load(str(out) + ".logits.pt"), predictions(whole.model, data))
 
 

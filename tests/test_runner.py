@@ -1,4 +1,4 @@
-"""Tests for the headless runner (helpers.reports), on tiny notebooks written into tmp_path.
+"""Tests for the headless runner (helpers.runner), on tiny notebooks written into tmp_path.
 
 The notebooks import only json/sys/matplotlib (no torch) so each runs in a few seconds.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import reports
+from helpers import runner
 from helpers.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,9 +63,9 @@ def nbdir(tmp_path):
 
 
 def run_cli(*args, cwd=ROOT, env=None):
-    """Run ``python -m helpers.reports`` in a subprocess; return the CompletedProcess."""
+    """Run ``python -m helpers.runner`` in a subprocess; return the CompletedProcess."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "helpers.reports", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "helpers.runner", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -77,7 +77,7 @@ def test_cli_bad_notebook_exits_2_before_running(nbdir, tmp_path):
     proc = run_cli("nope", "--notebooks-dir", str(nbdir), "--output", str(out))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        "python -m helpers.reports: error: unknown notebook 'nope' (valid: 01_good, 02_bad)")
+        "python -m helpers.runner: error: unknown notebook 'nope' (valid: 01_good, 02_bad)")
     assert not out.exists()
 
 
@@ -91,30 +91,30 @@ def test_cli_bad_notebook_exits_2_before_running(nbdir, tmp_path):
 def test_bad_request_exits_2_before_running(nbdir, tmp_path, capsys, args, message):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_:
-        reports.main([*args, "--notebooks-dir", str(nbdir), "--output", str(out)])
+        runner.main([*args, "--notebooks-dir", str(nbdir), "--output", str(out)])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().endswith(f"error: {message}")
     assert not out.exists()
 
 
 def test_help_lists_the_profiles():
-    assert all(p in reports.parser().format_help() for p in PROFILES)
+    assert all(p in runner.parser().format_help() for p in PROFILES)
 
 
 def test_api_raises_usage_error(nbdir, tmp_path):
-    with pytest.raises(reports.UsageError, match="valid: 01_good, 02_bad"):
-        reports.run_notebooks(["03"], notebooks_dir=nbdir, output=tmp_path / "out")
+    with pytest.raises(runner.UsageError, match="valid: 01_good, 02_bad"):
+        runner.run_notebooks(["03"], notebooks_dir=nbdir, output=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_names_resolve_by_stem_number_and_short_name():
     stems = ["01_stress_test", "05_bn_ablation"]
     for name in ("05_bn_ablation", "05", "5", "bn_ablation", "notebooks/05_bn_ablation.ipynb"):
-        assert reports.resolve_notebook(name, stems) == "05_bn_ablation"
+        assert runner.resolve_notebook(name, stems) == "05_bn_ablation"
 
 
 def test_values_parse_like_papermill():
-    assert [reports.parse_value(v) for v in ("3", "0.5", "True", "None", "cpu")] == [
+    assert [runner.parse_value(v) for v in ("3", "0.5", "True", "None", "cpu")] == [
         3, 0.5, True, None, "cpu"]
 
 
@@ -174,12 +174,12 @@ def test_cli_runs_good_and_reports_bad(nbdir, tmp_path):
 @pytest.mark.slow
 def test_api_rerun_replaces_stale_outputs_and_keeps_index(nbdir, tmp_path):
     out = tmp_path / "out"
-    [first] = reports.run_notebooks(["good"], profile="smoke", output=out, pdf=False,
+    [first] = runner.run_notebooks(["good"], profile="smoke", output=out, pdf=False,
                                     notebooks_dir=nbdir)
     assert first.ok and first.metrics["width"] == 8 and "figures" not in first.metrics
     # Break 01_good after its parameters cell: the rerun must not show the old metrics.
     notebook(nbdir, "01_good", BOOM, FIGURE)
-    [second] = reports.run_notebooks(["01"], profile="smoke", output=out, pdf=False,
+    [second] = runner.run_notebooks(["01"], profile="smoke", output=out, pdf=False,
                                      notebooks_dir=nbdir, params={"width": 3})
     assert second.status == "failed at cell 3" and second.metrics == {}
     assert not (out / "smoke" / "01_good" / "figures").exists()
@@ -198,13 +198,13 @@ def test_kernel_prefers_this_environment(nbdir, tmp_path, monkeypatch):
         "display_name": "Other Python", "language": "python"}))
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(user))
     monkeypatch.setenv("JUPYTER_PREFER_ENV_PATH", "0")
-    assert not reports.kernel_is_ours(reports.find_kernel())
-    folder = reports.ensure_kernel()
+    assert not runner.kernel_is_ours(runner.find_kernel())
+    folder = runner.ensure_kernel()
     assert Path(folder).resolve() != spec.resolve()
-    assert reports.kernel_is_ours(reports.find_kernel())
+    assert runner.kernel_is_ours(runner.find_kernel())
     # And the kernel papermill starts is this environment's Python.
     monkeypatch.setenv("JUPYTER_PREFER_ENV_PATH", "0")  # ensure_kernel set it; undo for the run
-    [result] = reports.run_notebooks(["01"], profile="smoke", output=tmp_path / "out", pdf=False,
+    [result] = runner.run_notebooks(["01"], profile="smoke", output=tmp_path / "out", pdf=False,
                                      notebooks_dir=nbdir)
     assert result.ok, result.error
     assert Path(result.metrics["python"]).parent == Path(sys.executable).parent
@@ -214,12 +214,12 @@ def test_kernel_prefers_this_environment(nbdir, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 # CI sets REQUIRE_PDF=1 after installing the engine: there a missing engine fails instead of skipping.
-@pytest.mark.skipif(bool(reports.pdf_engine_missing()) and not os.environ.get("REQUIRE_PDF"),
+@pytest.mark.skipif(bool(runner.pdf_engine_missing()) and not os.environ.get("REQUIRE_PDF"),
                     reason="xelatex/pandoc not installed (apt-get install texlive-xetex "
                            "texlive-fonts-recommended texlive-plain-generic pandoc)")
 def test_pdf_has_the_figure(nbdir, tmp_path):
     out = tmp_path / "out"
-    [ok] = reports.run_notebooks(["01"], profile="smoke", output=out, notebooks_dir=nbdir)
+    [ok] = runner.run_notebooks(["01"], profile="smoke", output=out, notebooks_dir=nbdir)
     pdf = out / "smoke" / "01_good" / "01_good.pdf"
     assert ok.ok and ok.pdf_note == "yes" and ok.pdf == pdf.name
     data = pdf.read_bytes()
@@ -230,12 +230,12 @@ def test_pdf_has_the_figure(nbdir, tmp_path):
 
 
 def test_pdf_hint_when_engine_missing(nbdir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(reports, "pdf_engine_missing", lambda: ["xelatex"])
-    monkeypatch.setattr(reports, "run_one",
-                        lambda *a: reports.Result("01_good", "ok", pdf_note="skipped"))
-    reports.run_notebooks(["01"], output=tmp_path / "out", notebooks_dir=nbdir)
+    monkeypatch.setattr(runner, "pdf_engine_missing", lambda: ["xelatex"])
+    monkeypatch.setattr(runner, "run_one",
+                        lambda *a: runner.Result("01_good", "ok", pdf_note="skipped"))
+    runner.run_notebooks(["01"], output=tmp_path / "out", notebooks_dir=nbdir)
     printed = capsys.readouterr().out
-    assert printed.count(reports.PDF_HINT) == 1
+    assert printed.count(runner.PDF_HINT) == 1
 
 
 @pytest.mark.slow
@@ -244,9 +244,9 @@ def test_export_failure_exits_1(nbdir, tmp_path, monkeypatch, capsys):
     def broken(executed):
         raise RuntimeError("LaTeX said no")
 
-    monkeypatch.setattr(reports, "pdf_engine_missing", lambda: [])
-    monkeypatch.setattr(reports, "export_pdf", broken)
-    code = reports.main(["01", "--notebooks-dir", str(nbdir), "--output", str(tmp_path),
+    monkeypatch.setattr(runner, "pdf_engine_missing", lambda: [])
+    monkeypatch.setattr(runner, "export_pdf", broken)
+    code = runner.main(["01", "--notebooks-dir", str(nbdir), "--output", str(tmp_path),
                          "--profile", "smoke"])
     printed = capsys.readouterr().out
     assert code == 1
@@ -263,7 +263,7 @@ def test_sync_pairs_and_strips(tmp_path):
     nb.cells[-1].outputs = [nbformat.v4.new_output("stream", text="1\n")]
     nb.cells[-1].execution_count = 1
     nbformat.write(nb, path)
-    reports.sync_notebooks(tmp_path)
+    runner.sync_notebooks(tmp_path)
     script = (tmp_path / "01_x.py").read_text()
     assert "# %% tags=[\"parameters\"]" in script and "print(1)" in script
     cells = nbformat.read(path, as_version=4).cells

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helpers import train as T
+from helpers.device import pick_device
 from helpers.data import make_synthetic
 from helpers.train import TrainConfig, fit, make_scheduler
 
@@ -196,6 +197,15 @@ def test_unknown_setting_names_valid_ones():
         TINY.replace(batchsize=64)
 
 
-def test_pick_device():
-    assert T.pick_device("cpu") == torch.device("cpu")
-    assert T.pick_device("auto").type in ("cpu", "cuda", "mps")
+def test_pick_device(monkeypatch):
+    assert pick_device("cpu") == torch.device("cpu")
+    has_mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    expected = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    assert pick_device("auto").type == expected
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # auto prefers CUDA wherever it exists
+    assert pick_device("auto") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="no CUDA GPU found"):
+        pick_device("cuda")
