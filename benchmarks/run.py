@@ -35,47 +35,27 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime as _dt
 import inspect
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-# The studies' normalisation (one definition for the project; the values do not change any speed).
 from helpers.data import CIFAR10_MEAN, CIFAR10_STD
 
-ROOT = Path(__file__).resolve().parent.parent  # the project root
+from .harness import (ROOT, Contender, alternate, block_seconds, cpu_threads, format_table, machine_info, placement,
+                      random_cifar, rate_row, rates, skipped_row, write_json)
+
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _images(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """CIFAR-shaped data: uint8 N,3,32,32 and int64 labels in [0, 10).
-
-    Random pixels cost the pipelines exactly what real CIFAR pixels cost (no op here is data-dependent
-    in speed), so the benchmark needs no download.
-    """
-    g = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
-    labels = torch.randint(0, 10, (n,), generator=g)
-    return images, labels
 
 
 class _PILDataset(torch.utils.data.Dataset):
@@ -93,14 +73,14 @@ class _PILDataset(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.data[i])), int(self.targets[i])
 
 
-def _epoch_seconds(make_iter, device: torch.device, threads: int | None = None) -> float:
+def _epochblock_seconds(make_iter, device: torch.device, threads: int | None = None) -> float:
     """Seconds for one full pass over ``make_iter()``, with ``threads`` intra-op threads if given."""
 
     def one_pass():
         for _ in make_iter():
             pass
 
-    return _seconds(one_pass, device, threads)
+    return block_seconds(one_pass, device, threads)
 
 
 def bench_loader(smoke: bool = False) -> list[dict]:
@@ -126,7 +106,7 @@ def bench_loader(smoke: bool = False) -> list[dict]:
     rounds = 1 if smoke else 3  # base epochs timed; ours gets `ours_per_round` epochs per round
     ours_per_round = 1 if smoke else 2  # ours is >10x faster, so more epochs cost little
     batch, workers = 128, 2
-    images, labels = _images(n)
+    images, labels = random_cifar(n)
 
     tf = transforms.Compose(
         [
@@ -158,11 +138,11 @@ def bench_loader(smoke: bool = False) -> list[dict]:
             contenders[label] = (lambda loader=loader: iter(loader), d, t, ours_per_round)
 
     for make_iter, device, t, _ in contenders.values():  # warm-up: allocator, thread pools, worker imports
-        _epoch_seconds(make_iter, device, t)
+        _epochblock_seconds(make_iter, device, t)
     times: dict = {k: [] for k in contenders}
     for _ in range(rounds):
         for k, (make_iter, device, t, reps) in contenders.items():
-            times[k] += [_epoch_seconds(make_iter, device, t) for _ in range(reps)]
+            times[k] += [_epochblock_seconds(make_iter, device, t) for _ in range(reps)]
 
     base_times = next(iter(times.values()))
     base, base_median = n / min(base_times), n / statistics.median(base_times)
@@ -189,91 +169,8 @@ def bench_loader(smoke: bool = False) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Shared pieces of the sections below: timed blocks alternated across contenders, rows, skips.
+# Pieces of train_step (the timing harness itself is in benchmarks/harness.py)
 # ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Contender:
-    """One thing timed: ``run()`` is one timed block doing ``work`` units (images, FLOPs ...)."""
-
-    run: Callable[[], object]
-    device: torch.device
-    threads: int | None = None  # intra-op threads while it runs; None = torch's default
-    work: float = 1.0
-    warmup: Callable[[], object] | None = None  # untimed first call (default: ``run``)
-
-
-def _seconds(fn: Callable[[], object], device: torch.device, threads: int | None = None) -> float:
-    """Wall seconds of one ``fn()``, device work included (synchronised before and after)."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        return time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(before)
-
-
-def _alternate(contenders: dict[str, _Contender], rounds: int) -> dict[str, list[float]]:
-    """Seconds per block of each contender: one untimed warm-up each (allocator, thread pools, cuDNN
-    and torch.compile), then ``rounds`` rounds in which every contender runs one block in turn, so a
-    burst of background load hits all of them alike rather than one."""
-    for c in contenders.values():
-        _seconds(c.warmup or c.run, c.device, c.threads)
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    for _ in range(rounds):
-        for k, c in contenders.items():
-            times[k].append(_seconds(c.run, c.device, c.threads))
-    return times
-
-
-def _rate_row(section: str, name: str, c: _Contender, seconds: list[float], unit: str, scale: float = 1.0,
-              base: tuple[float, float] | None = None, **extra) -> dict:
-    """A row of ``work / seconds``: value from the best block (least disturbed by other processes, as
-    ``timeit`` advises), ``median`` from the median block; ``ratio`` against ``base`` = (best, median)."""
-    best, median = c.work / min(seconds), c.work / statistics.median(seconds)
-    row = {"section": section, "name": name, "value": best * scale, "unit": unit, "median": median * scale}
-    if base is not None:
-        row["ratio"], row["ratio_median"] = best / base[0], median / base[1]
-    row.update(blocks=len(seconds), device=c.device.type, threads=c.threads or torch.get_num_threads(), **extra)
-    return row
-
-
-def _rates(c: _Contender, seconds: list[float]) -> tuple[float, float]:
-    return c.work / min(seconds), c.work / statistics.median(seconds)
-
-
-def _skipped(section: str, name: str, unit: str, why: str) -> dict:
-    """A row that was not measured, with the reason (printed now and under the table)."""
-    print(f"[{section}] skipped {name}: {why}", flush=True)
-    return {"section": section, "name": name, "value": None, "unit": unit, "skipped": why}
-
-
-def _cpu_threads(smoke: bool = False) -> list[int | None]:
-    """CPU thread settings to time: torch's default, plus 1 thread when the default is more; in smoke
-    1 thread only (smoke checks that the code runs, and 1 thread is the setting that stays fast on a
-    loaded box: there 2-thread smoke steps took 10-20x longer).
-
-    As in ``bench_loader``: on a machine whose cores other processes also use, multi-threaded ops
-    stall whenever one of their threads is descheduled (measured on the shared 2-core box: a
-    resnet18_cifar step at batch 128 took 11-14 s with 2 threads and 6-7 s with 1), so the 1-thread
-    rows are the robust numbers there and the default-thread rows what a quiet machine gives.
-    """
-    if smoke:
-        return [1]
-    return [None, 1] if torch.get_num_threads() > 1 else [None]
-
-
-def _where(device: torch.device, threads: int | None) -> str:
-    if device.type != "cpu":
-        return device.type
-    t = threads or torch.get_num_threads()
-    return f"cpu, {t} thread{'s' if t > 1 else ''}"
 
 
 def _repeat(fn: Callable[[], object], k: int) -> Callable[[], None]:
@@ -337,7 +234,7 @@ def _train_step_contenders(device: torch.device, threads: int | None, smoke: boo
     from helpers.models import build_model
 
     cuda = device.type == "cuda"
-    where = _where(device, threads)
+    where = placement(device, threads)
     batch = 16 if smoke else 128
     # Full width (the reports' models) except resnet18_cifar in smoke, where one width-1 step alone
     # takes 5-14 s on the 2-core box.
@@ -351,7 +248,7 @@ def _train_step_contenders(device: torch.device, threads: int | None, smoke: boo
     else:
         steps = {"simple_cnn": 4, "resnet18_cifar": 1}
 
-    contenders: dict[str, _Contender] = {}
+    contenders: dict[str, Contender] = {}
     # Peak: a square fp32 matmul, the op closest to a machine's peak FLOP/s. 2048 on the CPU (~0.1-0.3 s
     # on 2 cores); on a GPU 2048 finishes in well under a millisecond, too short to fill the device,
     # so 8192 there. On CUDA the convs run in bf16 under autocast, so a bf16 matmul is the peak the
@@ -364,7 +261,7 @@ def _train_step_contenders(device: torch.device, threads: int | None, smoke: boo
         a = torch.randn(n, n, device=device, generator=g).to(dtype)
         b = torch.randn(n, n, device=device, generator=g).to(dtype)
         key = f"{'bf16' if dtype == torch.bfloat16 else 'fp32'} matmul {n}x{n} ({where})"
-        contenders[key] = _Contender(_repeat(lambda a=a, b=b: a @ b, reps), device, threads, 2 * n**3 * reps)
+        contenders[key] = Contender(_repeat(lambda a=a, b=b: a @ b, reps), device, threads, 2 * n**3 * reps)
         peaks[dtype] = key
     peak_key = peaks.get(torch.bfloat16, peaks[torch.float32])
 
@@ -378,7 +275,7 @@ def _train_step_contenders(device: torch.device, threads: int | None, smoke: boo
         k = steps[name]
         # Several batches, so the loader's shuffle and gather run as in training; drop_last keeps
         # every timed step at the full batch size.
-        images, labels = _images(batch * 4, seed=1)
+        images, labels = random_cifar(batch * 4, seed=1)
         loader = BatchLoader(images, labels, batch, mean=CIFAR10_MEAN, std=CIFAR10_STD, augment=aug,
                              device=device, drop_last=True)
         x0, y0 = next(iter(loader))  # a pre-made, already augmented and normalised batch on the device
@@ -389,17 +286,17 @@ def _train_step_contenders(device: torch.device, threads: int | None, smoke: boo
             "loader": f"{name}: BatchLoader + model ({where})",
             "loader_only": f"{name}: BatchLoader alone ({where})",
         }
-        contenders[names["alone"]] = _Contender(_repeat(lambda s=step, x=x0, y=y0: s(x, y), k), device, threads,
+        contenders[names["alone"]] = Contender(_repeat(lambda s=step, x=x0, y=y0: s(x, y), k), device, threads,
                                                 batch * k)
-        contenders[names["loader"]] = _Contender(_repeat(lambda s=step, f=feed: s(*f()), k), device, threads,
+        contenders[names["loader"]] = Contender(_repeat(lambda s=step, f=feed: s(*f()), k), device, threads,
                                                  batch * k)
-        contenders[names["loader_only"]] = _Contender(_repeat(feed_alone, k), device, threads, batch * k)
+        contenders[names["loader_only"]] = Contender(_repeat(feed_alone, k), device, threads, batch * k)
         if compile_:
             # A separate copy with its own optimiser, so eager and compiled steps do not share state.
             twin = copy.deepcopy(model)
             cstep = _step_fn(torch.compile(twin), _sgd(twin), device)
             names["compiled"] = f"{name}: model alone, torch.compile ({where})"
-            contenders[names["compiled"]] = _Contender(_repeat(lambda s=cstep, x=x0, y=y0: s(x, y), k), device,
+            contenders[names["compiled"]] = Contender(_repeat(lambda s=cstep, x=x0, y=y0: s(x, y), k), device,
                                                        threads, batch * k)
         models[name] = (fwd_flops, names, width)
     return contenders, peak_key, models, batch
@@ -407,27 +304,27 @@ def _train_step_contenders(device: torch.device, threads: int | None, smoke: boo
 
 def _train_step_rows(device, threads, smoke: bool, compile_: bool) -> list[dict]:
     contenders, peak_key, models, batch = _train_step_contenders(device, threads, smoke, compile_)
-    times = _alternate(contenders, rounds=1 if smoke else 3)
+    times = alternate(contenders, rounds=1 if smoke else 3)
     S = "train_step"
-    rows = [_rate_row(S, k, contenders[k], times[k], "GFLOP/s", scale=1e-9)
+    rows = [rate_row(S, k, contenders[k], times[k], "GFLOP/s", scale=1e-9)
             for k in contenders if " matmul " in k]
-    peak = _rates(contenders[peak_key], times[peak_key])[0]
+    peak = rates(contenders[peak_key], times[peak_key])[0]
     for name, (fwd_flops, names, width) in models.items():
         alone, loader, only = (contenders[names[k]] for k in ("alone", "loader", "loader_only"))
-        base = _rates(alone, times[names["alone"]])
+        base = rates(alone, times[names["alone"]])
         extra = dict(batch_size=batch, width=width)
-        rows.append(_rate_row(S, names["alone"], alone, times[names["alone"]], "img/s", base=base, **extra))
-        rows.append(_rate_row(S, names["loader"], loader, times[names["loader"]], "img/s", base=base, **extra))
+        rows.append(rate_row(S, names["alone"], alone, times[names["alone"]], "img/s", base=base, **extra))
+        rows.append(rate_row(S, names["loader"], loader, times[names["loader"]], "img/s", base=base, **extra))
         if "compiled" in names:
             c = contenders[names["compiled"]]
-            rows.append(_rate_row(S, names["compiled"], c, times[names["compiled"]], "img/s", base=base, **extra))
+            rows.append(rate_row(S, names["compiled"], c, times[names["compiled"]], "img/s", base=base, **extra))
         # Loader share of a step: the loader's own seconds per batch (timed alone, same batches, same
         # run) over a full step's seconds with it. Measured directly rather than as the gap between
         # the two step rows, because that gap is the difference of two noisy numbers and on a loaded
         # box can even come out negative; the gap is kept in the JSON as ``share_by_difference``.
-        with_loader, only_rate = _rates(loader, times[names["loader"]]), _rates(only, times[names["loader_only"]])
+        with_loader, only_rate = rates(loader, times[names["loader"]]), rates(only, times[names["loader_only"]])
         rows.append({
-            "section": S, "name": f"{name}: loader share of step time ({_where(device, threads)})",
+            "section": S, "name": f"{name}: loader share of step time ({placement(device, threads)})",
             "value": 100 * with_loader[0] / only_rate[0], "unit": "%", "target": "<= 10%",
             "median": 100 * with_loader[1] / only_rate[1],
             "share_by_difference": 100 * (1 - with_loader[0] / base[0]),
@@ -438,7 +335,7 @@ def _train_step_rows(device, threads, smoke: bool, compile_: bool) -> list[dict]
         # gradient, so 3x slightly overstates), times images/s of the model alone.
         achieved = 3 * fwd_flops * base[0]
         rows.append({
-            "section": S, "name": f"{name}: training FLOP/s, ratio to matmul peak ({_where(device, threads)})",
+            "section": S, "name": f"{name}: training FLOP/s, ratio to matmul peak ({placement(device, threads)})",
             "value": achieved * 1e-9, "unit": "GFLOP/s", "ratio": achieved / peak,
             "median": 3 * fwd_flops * base[1] * 1e-9, "forward_flops_per_image": fwd_flops,
             "peak": peak_key, "peak_gflops": peak * 1e-9,
@@ -457,7 +354,7 @@ def _epoch_rows(device: torch.device, n: int = 50_000, width: float = 1.0) -> li
     from helpers.models import build_model
 
     S, batch, where = "train_step", 128, device.type
-    images, labels = _images(n, seed=2)
+    images, labels = random_cifar(n, seed=2)
     loader = BatchLoader(images, labels, batch, mean=CIFAR10_MEAN, std=CIFAR10_STD,
                          augment=Augment(crop_padding=4, flip_h=0.5), device=device)
     model = build_model("resnet18_cifar", width=width).to(device).to(memory_format=torch.channels_last)
@@ -474,11 +371,11 @@ def _epoch_rows(device: torch.device, n: int = 50_000, width: float = 1.0) -> li
 
     what = f"resnet18_cifar: one epoch, {n:,} images, batch {batch}"
     contenders = {
-        f"{what} ({where})": _Contender(lambda s=_step_fn(model, _sgd(model), device): epoch(s), device),
+        f"{what} ({where})": Contender(lambda s=_step_fn(model, _sgd(model), device): epoch(s), device),
         f"{what}, torch.compile ({where})":
-            _Contender(lambda s=_step_fn(torch.compile(twin), _sgd(twin), device): epoch(s), device),
+            Contender(lambda s=_step_fn(torch.compile(twin), _sgd(twin), device): epoch(s), device),
     }
-    times = _alternate(contenders, rounds=2)
+    times = alternate(contenders, rounds=2)
     target = {"target": "<= 6 s (H100-class)"} if (n, width) == (50_000, 1.0) else {}  # the issue's case only
     return [{"section": S, "name": k, "value": min(v), "unit": "s", "median": statistics.median(v),
              "epochs": len(v), "device": device.type, "width": width, **target} for k, v in times.items()]
@@ -507,10 +404,10 @@ def bench_train_step(smoke: bool = False) -> list[dict]:
     is timed against the issue's 6 s target. Without CUDA those rows are skipped with the reason.
     """
     rows: list[dict] = []
-    for threads in _cpu_threads(smoke):
+    for threads in cpu_threads(smoke):
         rows += _train_step_rows(torch.device("cpu"), threads, smoke, compile_=False)
     if not torch.cuda.is_available():
-        rows.append(_skipped("train_step", "cuda rows (bf16 + channels_last steps, torch.compile, 50k-image epoch)",
+        rows.append(skipped_row("train_step", "cuda rows (bf16 + channels_last steps, torch.compile, 50k-image epoch)",
                              "img/s", "no CUDA device (torch.cuda.is_available() is False)"))
         return rows
     # helpers.train's default run is deterministic: cuDNN without autotuning. Same here, restored after.
@@ -519,7 +416,7 @@ def bench_train_step(smoke: bool = False) -> list[dict]:
     try:
         rows += _train_step_rows(torch.device("cuda"), None, smoke, compile_=not smoke)
         if smoke:
-            rows.append(_skipped("train_step", "torch.compile and 50k-image epoch (cuda)", "s",
+            rows.append(skipped_row("train_step", "torch.compile and 50k-image epoch (cuda)", "s",
                                  "smoke: compiling takes about a minute"))
         else:
             rows += _epoch_rows(torch.device("cuda"))
@@ -547,15 +444,15 @@ def bench_gradcam(smoke: bool = False) -> list[dict]:
     from helpers.models import build_model
 
     n, batch = (16 if smoke else 512), 64
-    images, labels = _images(n, seed=3)
-    settings = [(torch.device("cpu"), t) for t in _cpu_threads(smoke)]
+    images, labels = random_cifar(n, seed=3)
+    settings = [(torch.device("cpu"), t) for t in cpu_threads(smoke)]
     if torch.cuda.is_available():
         settings.append((torch.device("cuda"), None))
-    contenders: dict[str, _Contender] = {}
+    contenders: dict[str, Contender] = {}
     groups = []
     for device, threads in settings:
         model = build_model("resnet18_cifar", width=0.25).to(device)
-        where = _where(device, threads)
+        where = placement(device, threads)
         pair = []
         for bs, label in [(1, "one image at a time"), (batch, f"batched ({batch})")]:
             def run(model=model, bs=bs, k=n):
@@ -564,18 +461,18 @@ def bench_gradcam(smoke: bool = False) -> list[dict]:
 
             key = f"Grad-CAM {label} ({where})"
             # Warm-up on a few images only: the one-at-a-time pass over 512 takes seconds.
-            contenders[key] = _Contender(run, device, threads, work=n, warmup=lambda run=run: run(k=min(n, 8)))
+            contenders[key] = Contender(run, device, threads, work=n, warmup=lambda run=run: run(k=min(n, 8)))
             pair.append(key)
         groups.append(pair)
-    times = _alternate(contenders, rounds=1 if smoke else 3)
+    times = alternate(contenders, rounds=1 if smoke else 3)
     rows = []
     for single, batched in groups:
-        base = _rates(contenders[single], times[single])
+        base = rates(contenders[single], times[single])
         for k in (single, batched):
-            rows.append(_rate_row("gradcam", k, contenders[k], times[k], "CAMs/s", base=base, images=n,
+            rows.append(rate_row("gradcam", k, contenders[k], times[k], "CAMs/s", base=base, images=n,
                                   model="resnet18_cifar width 0.25"))
     if not torch.cuda.is_available():
-        rows.append(_skipped("gradcam", "Grad-CAM batched vs one at a time (cuda)", "CAMs/s",
+        rows.append(skipped_row("gradcam", "Grad-CAM batched vs one at a time (cuda)", "CAMs/s",
                              "no CUDA device (torch.cuda.is_available() is False)"))
     return rows
 
@@ -596,9 +493,9 @@ def bench_recording(smoke: bool = False) -> list[dict]:
 
     steps, batch = (4, 128) if smoke else (40, 128)
     intervals = [2] if smoke else [20, 5]
-    images, labels = _images(steps * batch, seed=5)
+    images, labels = random_cifar(steps * batch, seed=5)
     cpu = torch.device("cpu")
-    contenders: dict[str, _Contender] = {}
+    contenders: dict[str, Contender] = {}
     for every in [0, *intervals]:
         config = TrainConfig(model="resnet18_cifar", width=0.25, batch_size=batch, lr=0.05, record_every=every)
         model = build_model("resnet18_cifar", width=0.25)
@@ -614,11 +511,11 @@ def bench_recording(smoke: bool = False) -> list[dict]:
             epoch[0] += 1
 
         name = "train_epoch, no records" if not every else f"train_epoch, records every {every} steps"
-        contenders[name] = _Contender(run, cpu, threads=1, work=steps * batch)
-    times = _alternate(contenders, rounds=1 if smoke else 3)
+        contenders[name] = Contender(run, cpu, threads=1, work=steps * batch)
+    times = alternate(contenders, rounds=1 if smoke else 3)
     names = list(contenders)
-    base = _rates(contenders[names[0]], times[names[0]])
-    rows = [_rate_row("recording", k, contenders[k], times[k], "img/s", base=base, model="resnet18_cifar width 0.25")
+    base = rates(contenders[names[0]], times[names[0]])
+    rows = [rate_row("recording", k, contenders[k], times[k], "img/s", base=base, model="resnet18_cifar width 0.25")
             for k in names]
     for row in rows[1:]:
         rows.append({"section": "recording", "name": row["name"].replace("train_epoch, records", "slowdown of records"),
@@ -707,7 +604,7 @@ def _runner_rows(section: str, label: str, result: dict, log: Path, runs: dict, 
                  "value": result["max_rss"] / 1e9, "target": "<= 4 GB",
                  "sampled_gb": result["largest_rss_sampled"] and result["largest_rss_sampled"] / 1e9})
     if result["tree_rss"] is None:
-        rows.append(_skipped(section, f"{label}: peak RSS, whole process tree", "GB", "psutil not installed"))
+        rows.append(skipped_row(section, f"{label}: peak RSS, whole process tree", "GB", "psutil not installed"))
     else:
         rows.append({"section": section, "name": f"{label}: peak RSS, whole process tree (sampled)", "unit": "GB",
                      "value": result["tree_rss"] / 1e9, "target": "<= 4 GB"})
@@ -749,7 +646,7 @@ def bench_end_to_end(smoke: bool = False, quick: bool = False) -> list[dict]:
             rows += _runner_rows("end_to_end", label, result, tmp / "runner.log", runs,
                                  f"<= {target} s" if target else None, profile=profile)
     if not quick and not smoke:
-        rows.append(_skipped("end_to_end", "quick profile, all notebooks", "s",
+        rows.append(skipped_row("end_to_end", "quick profile, all notebooks", "s",
                              "takes 10-15 min: run with --only end_to_end --quick"))
     return rows
 
@@ -774,9 +671,9 @@ def bench_real_data(smoke: bool = False) -> list[dict]:
     S, archive = "real_data", cifar10_archive()
     name = "notebook 05, quick profile, CIFAR-10"
     if smoke:
-        return [_skipped(S, name, "s", "smoke: training on 60,000 real images takes minutes")]
+        return [skipped_row(S, name, "s", "smoke: training on 60,000 real images takes minutes")]
     if not archive.is_file():
-        return [_skipped(S, name, "s", f"archive not found at {archive} (set CIFAR10_ARCHIVE to its path)")]
+        return [skipped_row(S, name, "s", f"archive not found at {archive} (set CIFAR10_ARCHIVE to its path)")]
 
     from helpers import DATA_DIR
     from helpers.data import load_dataset
@@ -822,61 +719,6 @@ SECTIONS = {
 }
 
 
-def machine_info() -> dict:
-    info = {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    try:
-        import torchvision
-
-        info["torchvision"] = torchvision.__version__
-    except ImportError:  # pragma: no cover - torchvision is a dependency
-        pass
-    return info
-
-
-def _num(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
-
-
-def _ratio(r: float) -> str:
-    return f"{r:.1f}x" if r >= 10 else f"{r:.2f}x"  # two decimals where they matter (0.05x, 1.08x)
-
-
-def format_table(rows: list[dict]) -> str:
-    """Plain-text table: section, name, value (best), median (if given), unit, ratio to baseline,
-    target; then the reason of every row that was skipped or failed."""
-    head = ("section", "name", "value", "median", "unit", "vs baseline", "target")
-    body = [
-        (
-            r["section"],
-            r["name"],
-            _num(r["value"]) if r["value"] is not None else ("skipped" if "skipped" in r else "FAILED"),
-            _num(r["median"]) if "median" in r else "",
-            r["unit"],
-            _ratio(r["ratio"]) if "ratio" in r else "",
-            r.get("target", ""),
-        )
-        for r in rows
-    ]
-    widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
-
-    def line(cells):
-        return "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    notes = [f"{r['section']} / {r['name']}: {'skipped: ' + r['skipped'] if 'skipped' in r else r.get('error')}"
-             for r in rows if r["value"] is None]
-    return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, body), *notes])
-
-
 def run(smoke: bool = False, only: list[str] | None = None, json_path: str | Path | None = DEFAULT_JSON,
         quick: bool = False) -> dict:
     """Run the sections (all, or ``only``), print the table, write JSON; returns the JSON object.
@@ -893,10 +735,7 @@ def run(smoke: bool = False, only: list[str] | None = None, json_path: str | Pat
     result = {"smoke": smoke, "quick": quick, "machine": machine_info(), "rows": rows}
     print(format_table(rows))
     if json_path is not None:
-        path = Path(json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {path}")
+        print(f"wrote {write_json(result, json_path)}")
     return result
 
 
