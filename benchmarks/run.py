@@ -47,125 +47,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from helpers.data import CIFAR10_MEAN, CIFAR10_STD
 
-from .harness import (ROOT, Contender, alternate, block_seconds, cpu_threads, format_table, machine_info, placement,
+from .harness import (ROOT, Contender, alternate, cpu_threads, format_table, machine_info, placement,
                       random_cifar, rate_row, rates, skipped_row, write_json)
+from .loader import bench_loader
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-
-
-class _PILDataset(torch.utils.data.Dataset):
-    """What ``torchvision.datasets.CIFAR10`` does per item: HWC uint8 array -> PIL image -> transform."""
-
-    def __init__(self, images_hwc: np.ndarray, labels: np.ndarray, transform):
-        self.data, self.targets, self.transform = images_hwc, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.data[i])), int(self.targets[i])
-
-
-def _epochblock_seconds(make_iter, device: torch.device, threads: int | None = None) -> float:
-    """Seconds for one full pass over ``make_iter()``, with ``threads`` intra-op threads if given."""
-
-    def one_pass():
-        for _ in make_iter():
-            pass
-
-    return block_seconds(one_pass, device, threads)
-
-
-def bench_loader(smoke: bool = False) -> list[dict]:
-    """images/s of an augmented epoch: BatchLoader vs the torchvision PIL + DataLoader pipeline.
-
-    Both: random crop (pad 4), horizontal flip (p 0.5), colour jitter 0.2 (brightness, contrast,
-    saturation), normalise, batch 128, shuffled, same images. Baseline: DataLoader with 2 workers
-    (started per epoch, as without ``persistent_workers``). The contenders alternate epoch by epoch
-    so background load hits both alike; ``value`` is the best epoch (least disturbed by other
-    processes, as ``timeit`` advises), ``median`` the median epoch, ``ratio`` best over best.
-
-    BatchLoader on CPU is timed twice: with torch's default intra-op threads and with 1 thread. On a
-    machine whose cores other processes also use, multi-threaded ops stall whenever one of their
-    threads is descheduled (measured on a shared 2-core box: 2-thread epochs dropped to 0.6-8k img/s
-    now and then while 1-thread epochs held 37-100k), so the 1-thread row is the robust number.
-    The baseline's batches stay on the CPU; with CUDA a ``BatchLoader (cuda)`` row is added.
-    """
-    from torchvision import transforms
-
-    from helpers.loader import Augment, BatchLoader
-
-    n = 512 if smoke else 20_000  # images per epoch
-    rounds = 1 if smoke else 3  # base epochs timed; ours gets `ours_per_round` epochs per round
-    ours_per_round = 1 if smoke else 2  # ours is >10x faster, so more epochs cost little
-    batch, workers = 128, 2
-    images, labels = random_cifar(n)
-
-    tf = transforms.Compose(
-        [
-            transforms.RandomCrop(32, padding=4),
-            transforms.RandomHorizontalFlip(),
-            transforms.ColorJitter(0.2, 0.2, 0.2),
-            transforms.ToTensor(),
-            transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD),
-        ]
-    )
-    ds = _PILDataset(images.permute(0, 2, 3, 1).numpy(), labels.numpy(), tf)
-    dl = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, shuffle=True)
-    cpu = torch.device("cpu")
-
-    aug = Augment(crop_padding=4, flip_h=0.5, jitter=0.2)
-    devices = [cpu] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    loaders = {
-        d: BatchLoader(images, labels, batch, mean=CIFAR10_MEAN, std=CIFAR10_STD, augment=aug, device=d)
-        for d in devices
-    }
-    threads = torch.get_num_threads()
-    # name -> (make_iter, device, intra-op threads or None for the default, epochs per round)
-    contenders = {f"torchvision PIL + DataLoader({workers} workers)": (lambda: iter(dl), cpu, None, 1)}
-    for d, loader in loaders.items():
-        for t in [None, 1] if (d.type == "cpu" and threads > 1) else [None]:
-            label = f"BatchLoader ({d.type}, {t or threads} thread{'s' if (t or threads) > 1 else ''})"
-            if d.type != "cpu":
-                label = f"BatchLoader ({d.type})"
-            contenders[label] = (lambda loader=loader: iter(loader), d, t, ours_per_round)
-
-    for make_iter, device, t, _ in contenders.values():  # warm-up: allocator, thread pools, worker imports
-        _epochblock_seconds(make_iter, device, t)
-    times: dict = {k: [] for k in contenders}
-    for _ in range(rounds):
-        for k, (make_iter, device, t, reps) in contenders.items():
-            times[k] += [_epochblock_seconds(make_iter, device, t) for _ in range(reps)]
-
-    base_times = next(iter(times.values()))
-    base, base_median = n / min(base_times), n / statistics.median(base_times)
-    rows = []
-    for k, v in times.items():
-        device, t = contenders[k][1], contenders[k][2]
-        rows.append(
-            {
-                "section": "loader",
-                "name": k,
-                "value": n / min(v),
-                "unit": "img/s",
-                "ratio": n / min(v) / base,
-                "median": n / statistics.median(v),
-                "ratio_median": n / statistics.median(v) / base_median,
-                "epochs": len(v),
-                "batch_size": batch,
-                "images": n,
-                "device": device.type,
-                "threads": t or torch.get_num_threads(),
-            }
-        )
-    return rows
 
 
 # ---------------------------------------------------------------------------------------------------
