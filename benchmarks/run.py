@@ -44,116 +44,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from helpers.data import CIFAR10_MEAN, CIFAR10_STD
-
-from .harness import (ROOT, Contender, alternate, cpu_threads, format_table, machine_info, placement,
-                      random_cifar, rate_row, rates, skipped_row, write_json)
+from .gradcam import bench_gradcam
+from .harness import ROOT, format_table, machine_info, skipped_row, write_json
 from .loader import bench_loader
+from .recording import bench_recording
 from .train_step import bench_train_step
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-
-
-# ---------------------------------------------------------------------------------------------------
-# gradcam
-# ---------------------------------------------------------------------------------------------------
-
-
-def bench_gradcam(smoke: bool = False) -> list[dict]:
-    """CAMs/s of ``helpers.cam.compute_cams`` for 512 images (smoke: 16): batched (64) vs one at a time.
-
-    Model: resnet18_cifar at width 0.25 with random weights (the speed does not depend on training),
-    on its default target layer (the last block); each image's CAM explains its own label. "One at a
-    time" is ``compute_cams(..., batch_size=1)``: one call looping over single images inside one
-    GradCAM object, which spares the baseline the per-call setup a user's loop of single-image calls
-    would add, so the ratio is if anything conservative. The two alternate pass by pass; CPU rows
-    with torch's default threads and with 1 thread (``_cpu_threads``); with CUDA a GPU pair is added.
-    """
-    from helpers.cam import compute_cams
-    from helpers.models import build_model
-
-    n, batch = (16 if smoke else 512), 64
-    images, labels = random_cifar(n, seed=3)
-    settings = [(torch.device("cpu"), t) for t in cpu_threads(smoke)]
-    if torch.cuda.is_available():
-        settings.append((torch.device("cuda"), None))
-    contenders: dict[str, Contender] = {}
-    groups = []
-    for device, threads in settings:
-        model = build_model("resnet18_cifar", width=0.25).to(device)
-        where = placement(device, threads)
-        pair = []
-        for bs, label in [(1, "one image at a time"), (batch, f"batched ({batch})")]:
-            def run(model=model, bs=bs, k=n):
-                compute_cams(model, images[:k], mean=CIFAR10_MEAN, std=CIFAR10_STD, targets=labels[:k],
-                             batch_size=bs)
-
-            key = f"Grad-CAM {label} ({where})"
-            # Warm-up on a few images only: the one-at-a-time pass over 512 takes seconds.
-            contenders[key] = Contender(run, device, threads, work=n, warmup=lambda run=run: run(k=min(n, 8)))
-            pair.append(key)
-        groups.append(pair)
-    times = alternate(contenders, rounds=1 if smoke else 3)
-    rows = []
-    for single, batched in groups:
-        base = rates(contenders[single], times[single])
-        for k in (single, batched):
-            rows.append(rate_row("gradcam", k, contenders[k], times[k], "CAMs/s", base=base, images=n,
-                                  model="resnet18_cifar width 0.25"))
-    if not torch.cuda.is_available():
-        rows.append(skipped_row("gradcam", "Grad-CAM batched vs one at a time (cuda)", "CAMs/s",
-                             "no CUDA device (torch.cuda.is_available() is False)"))
-    return rows
-
-
-def bench_recording(smoke: bool = False) -> list[dict]:
-    """Cost of notebook 04's gradient and weight-update records: images/s of ``helpers.train.train_epoch``
-    without records vs with records every 20 steps (the quick profile) and every 5 (a stress case;
-    the full profile's 100 costs less still). Issue 7's target: records slow training by <= 10%.
-
-    resnet18_cifar at width 0.25, batch 128, crop + flip, 40 steps per timed block (smoke: 4 steps,
-    recording every 2), on the CPU with 1 thread (the robust setting, see ``_cpu_threads``). Blocks
-    continue the step count, so every block records as often as its interval says.
-    """
-    from helpers.instrument import GradientRecorder, UpdateRecorder
-    from helpers.loader import Augment, BatchLoader
-    from helpers.models import build_model
-    from helpers.train import TrainConfig, make_optimizer, make_scheduler, train_epoch
-
-    steps, batch = (4, 128) if smoke else (40, 128)
-    intervals = [2] if smoke else [20, 5]
-    images, labels = random_cifar(steps * batch, seed=5)
-    cpu = torch.device("cpu")
-    contenders: dict[str, Contender] = {}
-    for every in [0, *intervals]:
-        config = TrainConfig(model="resnet18_cifar", width=0.25, batch_size=batch, lr=0.05, record_every=every)
-        model = build_model("resnet18_cifar", width=0.25)
-        opt = make_optimizer(model, config)
-        loader = BatchLoader(images, labels, batch, mean=CIFAR10_MEAN, std=CIFAR10_STD,
-                             augment=Augment(crop_padding=4, flip_h=0.5), device=cpu)
-        sched = make_scheduler(opt, config, len(loader))
-        recorders = (GradientRecorder(model, every), UpdateRecorder(model, every)) if every else None
-        epoch = [0]
-
-        def run(model=model, opt=opt, sched=sched, config=config, loader=loader, recorders=recorders, epoch=epoch):
-            train_epoch(model, loader, opt, sched, config, 10, torch.Generator(), recorders, epoch[0])
-            epoch[0] += 1
-
-        name = "train_epoch, no records" if not every else f"train_epoch, records every {every} steps"
-        contenders[name] = Contender(run, cpu, threads=1, work=steps * batch)
-    times = alternate(contenders, rounds=1 if smoke else 3)
-    names = list(contenders)
-    base = rates(contenders[names[0]], times[names[0]])
-    rows = [rate_row("recording", k, contenders[k], times[k], "img/s", base=base, model="resnet18_cifar width 0.25")
-            for k in names]
-    for row in rows[1:]:
-        rows.append({"section": "recording", "name": row["name"].replace("train_epoch, records", "slowdown of records"),
-                     # below zero means records "sped up" training: the noise of the measurement
-                     "value": 100 * (1 - row["ratio"]), "median": 100 * (1 - row["ratio_median"]),
-                     "unit": "%", "target": "<= 10%"})
-    return rows
 
 
 # ---------------------------------------------------------------------------------------------------
