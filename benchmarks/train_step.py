@@ -23,17 +23,16 @@ is timed against the issue's 6 s target. Without CUDA those rows are skipped wit
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import statistics
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .harness import (CPU, NO_CUDA, Contender, alternate, cifar_loader, compared_rows, cpu_threads, placement,
                       random_cifar, random_model, rate_row, rates, skipped_row)
+from .steps import Endless, deterministic_cudnn, repeat, run_epoch, sgd, step_fn, step_model
 
 S = "train_step"
 # Row names of a model's contenders, by role.
@@ -43,67 +42,6 @@ ROLES = {
     "loader_only": "{model}: BatchLoader alone ({where})",
     "compiled": "{model}: model alone, torch.compile ({where})",
 }
-
-
-# ---------------------------------------------------------------------------------------------------
-# One step, as helpers.train takes it
-# ---------------------------------------------------------------------------------------------------
-
-
-def _step_fn(model: torch.nn.Module, opt: torch.optim.Optimizer, device: torch.device):
-    """One SGD step exactly as ``helpers.train.train_epoch`` takes it (no CutMix, no scheduler):
-    channels_last input and bf16 autocast on CUDA, fp32 on the CPU; returns (logits, loss)."""
-    from helpers.train import autocast
-
-    def step(x, y):
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return logits, loss
-
-    return step
-
-
-def _sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
-    # The studies' optimiser (helpers.train.make_optimizer with TrainConfig's defaults); momentum and
-    # weight decay add per-parameter work to every step, so they are part of what is timed.
-    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-
-
-def _model(name: str, width: float, device: torch.device) -> torch.nn.Module:
-    model = random_model(name, width, device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)  # as helpers.train.build
-    return model
-
-
-def _repeat(fn: Callable[[], object], k: int) -> Callable[[], None]:
-    """One timed block of ``k`` calls: a block should last ~0.1 s or more to be timed well."""
-
-    def block():
-        for _ in range(k):
-            fn()
-
-    return block
-
-
-class _Endless:
-    """Batches of a BatchLoader forever: a new epoch (reshuffled, re-augmented) when one ends."""
-
-    def __init__(self, loader):
-        self.loader, self.it = loader, iter(loader)
-
-    def __call__(self):
-        try:
-            return next(self.it)
-        except StopIteration:
-            self.it = iter(self.loader)
-            return next(self.it)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -136,7 +74,7 @@ def _peak_contenders(device: torch.device, threads: int | None, smoke: bool) -> 
         a = torch.randn(n, n, device=device, generator=g).to(dtype)
         b = torch.randn(n, n, device=device, generator=g).to(dtype)
         key = f"{'bf16' if dtype == torch.bfloat16 else 'fp32'} matmul {n}x{n} ({placement(device, threads)})"
-        contenders[key] = Contender(_repeat(lambda a=a, b=b: a @ b, reps), device, threads, 2 * n**3 * reps)
+        contenders[key] = Contender(repeat(lambda a=a, b=b: a @ b, reps), device, threads, 2 * n**3 * reps)
     return contenders
 
 
@@ -149,18 +87,18 @@ def _model_contenders(model: torch.nn.Module, steps: int, batch: int, device: to
     images, labels = random_cifar(batch * 4, seed=1)
     loader = cifar_loader(images, labels, batch, device, jitter=0.2, drop_last=True)
     x, y = next(iter(loader))  # a pre-made, already augmented and normalised batch on the device
-    step = _step_fn(model, _sgd(model), device)
-    feed, feed_alone = _Endless(loader), _Endless(loader)
+    step = step_fn(model, sgd(model), device)
+    feed, feed_alone = Endless(loader), Endless(loader)
     blocks = {
-        "alone": _repeat(lambda: step(x, y), steps),
-        "loader": _repeat(lambda: step(*feed()), steps),
-        "loader_only": _repeat(feed_alone, steps),
+        "alone": repeat(lambda: step(x, y), steps),
+        "loader": repeat(lambda: step(*feed()), steps),
+        "loader_only": repeat(feed_alone, steps),
     }
     if compile_:
         # A separate copy with its own optimiser, so eager and compiled steps do not share state.
         twin = copy.deepcopy(model)
-        compiled = _step_fn(torch.compile(twin), _sgd(twin), device)
-        blocks["compiled"] = _repeat(lambda: compiled(x, y), steps)
+        compiled = step_fn(torch.compile(twin), sgd(twin), device)
+        blocks["compiled"] = repeat(lambda: compiled(x, y), steps)
     return blocks
 
 
@@ -181,7 +119,7 @@ def _setting(device: torch.device, threads: int | None, smoke: bool, compile_: b
     peak_key = list(contenders)[-1]
     benches = []
     for name, width in widths.items():
-        model = _model(name, width, device)
+        model = step_model(name, width, device)
         bench = _Bench(name, width, flops(model)[1]["flops"], names={})
         for role, block in _model_contenders(model, steps[name], batch, device, compile_).items():
             bench.names[role] = ROLES[role].format(model=name, where=placement(device, threads))
@@ -246,18 +184,6 @@ def _setting_rows(device: torch.device, threads: int | None, smoke: bool, compil
 # ---------------------------------------------------------------------------------------------------
 
 
-def _epoch(loader, step, device: torch.device) -> tuple[float, int]:
-    """One epoch as helpers.train.train_epoch runs it: loss and accuracy summed on the device and
-    read once at the end (the epoch's one host sync)."""
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    for x, y in loader:
-        logits, loss = step(x, y)
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-    return loss_sum.item(), correct.item()
-
-
 def _epoch_rows(device: torch.device, n: int = 50_000, width: float = 1.0) -> list[dict]:
     """resnet18_cifar, one epoch of ``n`` images at batch 128, eager and compiled, on ``device`` (CUDA;
     the parameters let the code be checked on the CPU at toy size): the issue's GPU target (50,000
@@ -267,27 +193,16 @@ def _epoch_rows(device: torch.device, n: int = 50_000, width: float = 1.0) -> li
     loader = cifar_loader(images, labels, batch, device)  # crop + flip, no jitter
     model = random_model("resnet18_cifar", width, device).to(memory_format=torch.channels_last)
     twin = copy.deepcopy(model)
-    eager, compiled = _step_fn(model, _sgd(model), device), _step_fn(torch.compile(twin), _sgd(twin), device)
+    eager, compiled = step_fn(model, sgd(model), device), step_fn(torch.compile(twin), sgd(twin), device)
     what = f"resnet18_cifar: one epoch, {n:,} images, batch {batch}"
     contenders = {
-        f"{what} ({where})": Contender(lambda: _epoch(loader, eager, device), device),
-        f"{what}, torch.compile ({where})": Contender(lambda: _epoch(loader, compiled, device), device),
+        f"{what} ({where})": Contender(lambda: run_epoch(loader, eager, device), device),
+        f"{what}, torch.compile ({where})": Contender(lambda: run_epoch(loader, compiled, device), device),
     }
     times = alternate(contenders, rounds=2)
     target = {"target": "<= 6 s (H100-class)"} if (n, width) == (50_000, 1.0) else {}  # the issue's case only
     return [{"section": S, "name": k, "value": min(v), "unit": "s", "median": statistics.median(v),
              "epochs": len(v), "device": device.type, "width": width, **target} for k, v in times.items()]
-
-
-@contextlib.contextmanager
-def _deterministic_cudnn():
-    """helpers.train's default run is deterministic: cuDNN without autotuning. Same here, restored after."""
-    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
 
 
 def bench_train_step(smoke: bool = False) -> list[dict]:
@@ -300,7 +215,7 @@ def bench_train_step(smoke: bool = False) -> list[dict]:
                                 "img/s", NO_CUDA))
         return rows
     cuda = torch.device("cuda")
-    with _deterministic_cudnn():
+    with deterministic_cudnn():
         rows += _setting_rows(cuda, None, smoke, compile_=not smoke)
         if smoke:
             rows.append(skipped_row(S, "torch.compile and 50k-image epoch (cuda)", "s",
