@@ -24,7 +24,7 @@ from .runner import time_runner
 S = "end_to_end"
 
 
-def _plans(smoke: bool, quick: bool) -> list[tuple[str, list[str], int | None]]:
+def _plan_runs(smoke: bool, quick: bool) -> list[tuple[str, list[str], int | None]]:
     """(profile, notebooks (none = all), target in seconds or None) of each runner invocation."""
     if smoke:
         return [("smoke", ["05"], None)]
@@ -37,7 +37,7 @@ def bench_end_to_end(smoke: bool = False, quick: bool = False) -> list[dict]:
 
     stems = list_notebooks()
     rows = []
-    for profile, notebooks, target in _plans(smoke, quick):
+    for profile, notebooks, target in _plan_runs(smoke, quick):
         what = f"notebook {notebooks[0]}" if notebooks else f"all {len(stems)} notebooks"
         with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
             # A generous limit (a stuck kernel should not hang the suite): 3x the target, or 10 min.

@@ -21,7 +21,7 @@ from .harness import (CPU, NO_CUDA, Contender, alternate, compared_rows, cpu_thr
 S, BATCH, WIDTH = "gradcam", 64, 0.25
 
 
-def _pair(images, labels, device: torch.device, threads: int | None) -> dict[str, Contender]:
+def _make_pair(images, labels, device: torch.device, threads: int | None) -> dict[str, Contender]:
     """One at a time, then batched: CAMs of every image, on one device/thread setting."""
     from helpers.cam import compute_cams  # imported when needed: it takes seconds
 
@@ -44,7 +44,7 @@ def bench_gradcam(smoke: bool = False) -> list[dict]:
     settings = [(CPU, t) for t in cpu_threads(smoke)]
     if torch.cuda.is_available():
         settings.append((torch.device("cuda"), None))
-    pairs = [_pair(images, labels, device, threads) for device, threads in settings]
+    pairs = [_make_pair(images, labels, device, threads) for device, threads in settings]
     contenders = {k: c for pair in pairs for k, c in pair.items()}
     times = alternate(contenders, rounds=1 if smoke else 3)
     rows = []

@@ -40,7 +40,7 @@ class _PILDataset(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.data[i])), int(self.targets[i])
 
 
-def _torchvision_loader(images: torch.Tensor, labels: torch.Tensor) -> torch.utils.data.DataLoader:
+def _make_torchvision_loader(images: torch.Tensor, labels: torch.Tensor) -> torch.utils.data.DataLoader:
     """The usual pipeline: PIL transforms per image, batched by DataLoader worker processes."""
     from torchvision import transforms
 
@@ -61,7 +61,7 @@ def _drain(batches) -> None:
         pass
 
 
-def _batchloader_contenders(images, labels, epochs_per_round: int) -> dict[str, Contender]:
+def _make_batchloader_contenders(images, labels, epochs_per_round: int) -> dict[str, Contender]:
     """BatchLoader per device (CPU; CUDA when there is one), per CPU thread setting."""
     devices = [CPU] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     contenders = {}
@@ -79,8 +79,8 @@ def bench_loader(smoke: bool = False) -> list[dict]:
     n = 512 if smoke else 20_000  # images per epoch
     images, labels = random_cifar(n)
     baseline = f"torchvision PIL + DataLoader({WORKERS} workers)"
-    contenders = {baseline: Contender(partial(_drain, _torchvision_loader(images, labels)), CPU, work=n)}
-    contenders.update(_batchloader_contenders(images, labels, epochs_per_round=1 if smoke else 2))
+    contenders = {baseline: Contender(partial(_drain, _make_torchvision_loader(images, labels)), CPU, work=n)}
+    contenders.update(_make_batchloader_contenders(images, labels, epochs_per_round=1 if smoke else 2))
     times = alternate(contenders, rounds=1 if smoke else 3)
     rows = compared_rows("loader", contenders, times, list(contenders), "img/s", batch_size=BATCH, images=n)
     for row in rows:

@@ -31,7 +31,7 @@ def cifar10_archive() -> Path:
     return Path(os.environ.get("CIFAR10_ARCHIVE") or ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz")
 
 
-def _load_row(archive: Path, data_dir: Path) -> dict:
+def _time_load(archive: Path, data_dir: Path) -> dict:
     """Load the archive once, decoding it into data/cache unless an earlier run did: the row times that."""
     from helpers.data import load_dataset
 
@@ -45,7 +45,7 @@ def _load_row(archive: Path, data_dir: Path) -> dict:
             "value": load_s, "unit": "s", "archive": str(archive)}
 
 
-def _accuracy_rows(out: Path) -> list[dict]:
+def _read_accuracies(out: Path) -> list[dict]:
     """Test accuracy of both models from the notebook's metrics.json (none if it wrote none)."""
     metrics_files = sorted(out.glob("05*/metrics.json"))
     if not metrics_files:
@@ -72,7 +72,7 @@ def bench_real_data(smoke: bool = False) -> list[dict]:
         return [skipped_row(S, NAME, "s", f"archive not found at {archive} (set CIFAR10_ARCHIVE to its path)")]
     from helpers import DATA_DIR
 
-    rows = [_load_row(archive, Path(DATA_DIR))]
+    rows = [_time_load(archive, Path(DATA_DIR))]
     with tempfile.TemporaryDirectory(prefix="bench-real-") as tmp:
         tmp = Path(tmp)
         (tmp / "data").mkdir()
@@ -83,5 +83,5 @@ def bench_real_data(smoke: bool = False) -> list[dict]:
                                           options=("--dataset", f"folder:{archive}"))
         rows += runner_rows
         if result["returncode"] == 0:
-            rows += _accuracy_rows(tmp / "out" / "quick")
+            rows += _read_accuracies(tmp / "out" / "quick")
     return rows

@@ -18,7 +18,7 @@ from .harness import CPU, Contender, alternate, cifar_loader, compared_rows, ran
 S, MODEL, WIDTH, BATCH = "recording", "resnet18_cifar", 0.25, 128
 
 
-def _training(images, labels, every: int):
+def _make_training(images, labels, every: int):
     """One block: ``train_epoch`` over the images, recording every ``every`` steps (0: never)."""
     from helpers.instrument import GradientRecorder, UpdateRecorder
     from helpers.train import TrainConfig, make_optimizer, make_scheduler, train_epoch
@@ -46,7 +46,7 @@ def bench_recording(smoke: bool = False) -> list[dict]:
     contenders = {}
     for every in [0, *([2] if smoke else [20, 5])]:
         name = f"train_epoch, records every {every} steps" if every else "train_epoch, no records"
-        contenders[name] = Contender(_training(images, labels, every), CPU, threads=1, work=steps * BATCH)
+        contenders[name] = Contender(_make_training(images, labels, every), CPU, threads=1, work=steps * BATCH)
     times = alternate(contenders, rounds=1 if smoke else 3)
     rows = compared_rows(S, contenders, times, list(contenders), "img/s", model=f"{MODEL} width {WIDTH:g}")
     for row in rows[1:]:

@@ -78,7 +78,7 @@ def _run_measured(args: list[str], data_dir: Path, log: Path, timeout: float) ->
             "largest_rss_sampled": rss.largest if rss else None}  # cross-check of max_rss
 
 
-def _notebook_runs(profile_dir: Path) -> dict:
+def _read_notebook_runs(profile_dir: Path) -> dict:
     """Per notebook: status and seconds from the runner's run.json records."""
     runs = {}
     for f in sorted(profile_dir.glob("*/run.json")):
@@ -117,5 +117,5 @@ def time_runner(section: str, label: str, tmp: Path, notebooks: list[str], profi
     export is off: it times LaTeX, not this code, and needs xelatex."""
     args = [*notebooks, "--profile", profile, *options, "--no-pdf", "--output", str(tmp / "out")]
     result = _run_measured(args, tmp / "data", tmp / "runner.log", timeout)
-    runs = _notebook_runs(tmp / "out" / profile)
+    runs = _read_notebook_runs(tmp / "out" / profile)
     return result, _runner_rows(section, label, result, tmp / "runner.log", runs, target_s, **(extra or {}))

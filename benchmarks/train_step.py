@@ -59,7 +59,7 @@ class _Bench:
     names: dict[str, str]
 
 
-def _peak_contenders(device: torch.device, threads: int | None, smoke: bool) -> dict[str, Contender]:
+def _make_matmuls(device: torch.device, threads: int | None, smoke: bool) -> dict[str, Contender]:
     """Square matmuls, the op closest to a machine's peak FLOP/s; the last is the peak the training
     rows are compared with: fp32 on the CPU, bf16 on CUDA (where the convs run in bf16 under
     autocast; fp32 kept for reference)."""
@@ -78,7 +78,7 @@ def _peak_contenders(device: torch.device, threads: int | None, smoke: bool) -> 
     return contenders
 
 
-def _model_contenders(model: torch.nn.Module, steps: int, batch: int, device: torch.device,
+def _make_step_blocks(model: torch.nn.Module, steps: int, batch: int, device: torch.device,
                       compile_: bool) -> dict[str, Callable[[], None]]:
     """Blocks of ``steps`` steps by role: on one pre-made batch, on the loader's next batch, the
     loader alone, and (``compile_``) a compiled copy on the pre-made batch."""
@@ -102,7 +102,7 @@ def _model_contenders(model: torch.nn.Module, steps: int, batch: int, device: to
     return blocks
 
 
-def _setting(device: torch.device, threads: int | None, smoke: bool, compile_: bool):
+def _make_setting(device: torch.device, threads: int | None, smoke: bool, compile_: bool):
     """All contenders of one setting, the name of the peak matmul, the models' parts, the batch size."""
     from helpers.instrument import flops
 
@@ -115,13 +115,13 @@ def _setting(device: torch.device, threads: int | None, smoke: bool, compile_: b
     steps = ({"simple_cnn": 1, "resnet18_cifar": 1} if smoke else
              {"simple_cnn": 100, "resnet18_cifar": 40} if device.type == "cuda" else
              {"simple_cnn": 4, "resnet18_cifar": 1})
-    contenders = _peak_contenders(device, threads, smoke)
+    contenders = _make_matmuls(device, threads, smoke)
     peak_key = list(contenders)[-1]
     benches = []
     for name, width in widths.items():
         model = step_model(name, width, device)
         bench = _Bench(name, width, flops(model)[1]["flops"], names={})
-        for role, block in _model_contenders(model, steps[name], batch, device, compile_).items():
+        for role, block in _make_step_blocks(model, steps[name], batch, device, compile_).items():
             bench.names[role] = ROLES[role].format(model=name, where=placement(device, threads))
             contenders[bench.names[role]] = Contender(block, device, threads, batch * steps[name])
         benches.append(bench)
@@ -162,9 +162,9 @@ def _roofline_row(b: _Bench, base, with_loader, peak: float, peak_key: str, c: C
     }
 
 
-def _setting_rows(device: torch.device, threads: int | None, smoke: bool, compile_: bool) -> list[dict]:
+def _time_setting(device: torch.device, threads: int | None, smoke: bool, compile_: bool) -> list[dict]:
     """Time one setting's contenders together; then the matmul rows and each model's rows."""
-    contenders, peak_key, benches, batch = _setting(device, threads, smoke, compile_)
+    contenders, peak_key, benches, batch = _make_setting(device, threads, smoke, compile_)
     times = alternate(contenders, rounds=1 if smoke else 3)
     peaks = [k for k in contenders if " matmul " in k]
     rows = [rate_row(S, k, contenders[k], times[k], "GFLOP/s", scale=1e-9) for k in peaks]
@@ -184,7 +184,7 @@ def _setting_rows(device: torch.device, threads: int | None, smoke: bool, compil
 # ---------------------------------------------------------------------------------------------------
 
 
-def _epoch_rows(device: torch.device, n: int = 50_000, width: float = 1.0) -> list[dict]:
+def _time_epochs(device: torch.device, n: int = 50_000, width: float = 1.0) -> list[dict]:
     """resnet18_cifar, one epoch of ``n`` images at batch 128, eager and compiled, on ``device`` (CUDA;
     the parameters let the code be checked on the CPU at toy size): the issue's GPU target (50,000
     images in <= 6 s on an H100-class GPU)."""
@@ -209,17 +209,17 @@ def bench_train_step(smoke: bool = False) -> list[dict]:
     """images/s of a full SGD step, loader share of step time, roofline ratio (module docstring)."""
     rows: list[dict] = []
     for threads in cpu_threads(smoke):
-        rows += _setting_rows(CPU, threads, smoke, compile_=False)
+        rows += _time_setting(CPU, threads, smoke, compile_=False)
     if not torch.cuda.is_available():
         rows.append(skipped_row(S, "cuda rows (bf16 + channels_last steps, torch.compile, 50k-image epoch)",
                                 "img/s", NO_CUDA))
         return rows
     cuda = torch.device("cuda")
     with deterministic_cudnn():
-        rows += _setting_rows(cuda, None, smoke, compile_=not smoke)
+        rows += _time_setting(cuda, None, smoke, compile_=not smoke)
         if smoke:
             rows.append(skipped_row(S, "torch.compile and 50k-image epoch (cuda)", "s",
                                     "smoke: compiling takes about a minute"))
         else:
-            rows += _epoch_rows(cuda)
+            rows += _time_epochs(cuda)
     return rows
