@@ -41,9 +41,10 @@ def bench_end_to_end(smoke: bool = False, quick: bool = False) -> list[dict]:
         what = f"notebook {notebooks[0]}" if notebooks else f"all {len(stems)} notebooks"
         with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
             # A generous limit (a stuck kernel should not hang the suite): 3x the target, or 10 min.
-            rows += time_runner(S, f"{profile} profile, {what}", Path(tmp), notebooks, profile,
-                                timeout=3 * target if target else 600,
-                                target_s=f"<= {target} s" if target else None, extra={"profile": profile})[1]
+            _, runner_rows = time_runner(S, f"{profile} profile, {what}", Path(tmp), notebooks, profile,
+                                         timeout=3 * target if target else 600,
+                                         target_s=f"<= {target} s" if target else None, extra={"profile": profile})
+        rows += runner_rows
     if not quick and not smoke:
         rows.append(skipped_row(S, "quick profile, all notebooks", "s",
                                 "takes 10-15 min: run with --only end_to_end --quick"))

@@ -67,7 +67,8 @@ def _make_batchloader_contenders(images, labels, epochs_per_round: int) -> dict[
     contenders = {}
     for device in devices:
         loader = cifar_loader(images, labels, BATCH, device, jitter=JITTER)
-        # Both thread settings even in smoke: the gap between them is what this section shows.
+        # Both thread settings in smoke too, as this section always timed them (cpu_threads(smoke=True)
+        # would keep 1 thread only).
         for threads in cpu_threads() if device.type == "cpu" else [None]:
             contenders[f"BatchLoader ({placement(device, threads)})"] = Contender(
                 partial(_drain, loader), device, threads, work=len(images), blocks=epochs_per_round)
