@@ -1,5 +1,5 @@
 """Section ``end_to_end``: wall time and peak memory of the notebook runner, ``python -m
-helpers.reports --profile P --no-pdf --output TMP`` over every notebook, in a subprocess, as a user
+helpers.runner --profile P --no-pdf --output TMP`` over every notebook, in a subprocess, as a user
 starts it.
 
 Full run: all notebooks at the smoke profile (target <= 3 min on a 2-core CPU). ``quick=True``
@@ -33,7 +33,7 @@ def _plan_runs(smoke: bool, quick: bool) -> list[tuple[str, list[str], int | Non
 
 def bench_end_to_end(smoke: bool = False, quick: bool = False) -> list[dict]:
     """Wall time and peak memory of the notebook runner over every notebook (module docstring)."""
-    from helpers.reports import list_notebooks
+    from helpers.runner import list_notebooks
 
     stems = list_notebooks()
     rows = []

@@ -2,7 +2,7 @@
 test accuracy of both models (``metrics.json``: ``test_acc_baseline``, ``test_acc_batchnorm``), wall
 time, peak memory.
 
-Runs ``python -m helpers.reports 05 --profile quick --dataset folder:ARCHIVE --no-pdf`` into a
+Runs ``python -m helpers.runner 05 --profile quick --dataset folder:ARCHIVE --no-pdf`` into a
 temporary folder, with a fresh run cache (the models train from scratch) that shares the project's
 decoded-dataset cache (``data/cache``). The archive's one-time JPEG decode is done and timed first,
 in this process, as its own row, so the runner row times the notebook, not the decode. The archive is

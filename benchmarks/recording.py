@@ -21,7 +21,8 @@ S, MODEL, WIDTH, BATCH = "recording", "resnet18_cifar", 0.25, 128
 def _make_training(images, labels, every: int):
     """One block: ``train_epoch`` over the images, recording every ``every`` steps (0: never)."""
     from helpers.instrument import GradientRecorder, UpdateRecorder
-    from helpers.train import TrainConfig, make_optimizer, make_scheduler, train_epoch
+    from helpers.config import TrainConfig
+    from helpers.train import make_optimizer, make_scheduler, train_epoch
 
     config = TrainConfig(model=MODEL, width=WIDTH, batch_size=BATCH, lr=0.05, record_every=every)
     model = random_model(MODEL, WIDTH)

@@ -22,7 +22,7 @@ Sections (each module's docstring says what it times and why):
 - ``gradcam``: CAMs/s of ``helpers.cam.compute_cams``, batched vs one image at a time.
 - ``recording``: images/s of ``helpers.train.train_epoch`` without and with notebook 04's per-layer
   gradient and weight-update records (target: records cost <= 10%).
-- ``end_to_end``: wall time and peak memory of the notebook runner (``python -m helpers.reports``)
+- ``end_to_end``: wall time and peak memory of the notebook runner (``python -m helpers.runner``)
   over every notebook at the smoke profile; with ``--quick`` (minutes: use ``--only end_to_end
   --quick``) also at the quick profile. ``--smoke`` runs one notebook only.
 - ``real_data``: notebook 05 at the quick profile on the CIFAR-10 JPEG archive (``CIFAR10_ARCHIVE``,

@@ -1,4 +1,4 @@
-"""The notebook runner (``python -m helpers.reports``) in a subprocess, measured: what the
+"""The notebook runner (``python -m helpers.runner``) in a subprocess, measured: what the
 ``end_to_end`` and ``real_data`` sections share.
 
 ``time_runner`` runs it from the project root with a given ``HELPERS_DATA`` and output folder, and
@@ -6,7 +6,7 @@ returns its result and rows: wall time, then peak memory. ``max_rss``: bytes, th
 resident set of any single process of the run (the runner or a notebook kernel), from ``os.wait4``'s
 rusage of the runner, which the kernel folds in for every descendant that was waited for (the runner
 waits for each kernel it shuts down). It is exact, but per process. ``tree_rss``: the largest sum of
-RSS over the runner and all its descendants at once, sampled every 0.2 s with psutil when installed
+RSS over the runner and all its descendants at once, sampled every 0.2 s with psutil
 (may miss a spike shorter than that; shared pages count once per process, so it errs high). The run
 gets its own process group so a timeout can end all of it.
 """
@@ -21,14 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from .harness import ROOT, skipped_row
+from .harness import ROOT
 
-try:
-    import psutil
-except ImportError:  # not a declared dependency (it comes with ipython): only the whole-tree figure needs it
-    psutil = None
+import psutil
 
-RUNNER = [sys.executable, "-m", "helpers.reports"]
+RUNNER = [sys.executable, "-m", "helpers.runner"]
 
 
 class _TreeRSS:
@@ -58,14 +55,13 @@ def _run_measured(args: list[str], data_dir: Path, log: Path, timeout: float) ->
         t0 = time.perf_counter()
         p = subprocess.Popen([*RUNNER, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                              start_new_session=True)
-        rss = _TreeRSS(p.pid) if psutil else None
+        rss = _TreeRSS(p.pid)
         timed_out = False
         while True:
             pid, status, usage = os.wait4(p.pid, os.WNOHANG)
             if pid:
                 break
-            if rss is not None:
-                rss.sample()
+            rss.sample()
             if time.perf_counter() - t0 > timeout and not timed_out:
                 timed_out = True
                 os.killpg(p.pid, signal.SIGTERM)  # our own child's process group: the runner and its kernels
@@ -74,14 +70,14 @@ def _run_measured(args: list[str], data_dir: Path, log: Path, timeout: float) ->
     p.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4 above; tell Popen
     return {"seconds": wall, "returncode": p.returncode, "timed_out": timed_out,
             "max_rss": usage.ru_maxrss * 1024,  # Linux reports KiB
-            "tree_rss": rss.tree if rss else None,
-            "largest_rss_sampled": rss.largest if rss else None}  # cross-check of max_rss
+            "tree_rss": rss.tree,
+            "largest_rss_sampled": rss.largest}  # cross-check of max_rss
 
 
 def _read_notebook_runs(profile_dir: Path) -> dict:
-    """Per notebook: status and seconds from the runner's run.json records."""
+    """Per notebook: status and seconds from the runner's result.json records."""
     runs = {}
-    for f in sorted(profile_dir.glob("*/run.json")):
+    for f in sorted(profile_dir.glob("*/result.json")):
         r = json.loads(f.read_text())
         runs[r["notebook"]] = {"status": r["status"], "seconds": r["seconds"]}
     return runs
@@ -100,19 +96,16 @@ def _runner_rows(section: str, label: str, result: dict, log: Path, runs: dict, 
              **({"target": target_s} if target_s else {}), "notebooks": runs, **extra}]
     rows.append({"section": section, "name": f"{label}: peak RSS, largest process", "unit": "GB",
                  "value": result["max_rss"] / 1e9, "target": "<= 4 GB",
-                 "sampled_gb": result["largest_rss_sampled"] and result["largest_rss_sampled"] / 1e9})
-    if result["tree_rss"] is None:
-        rows.append(skipped_row(section, f"{label}: peak RSS, whole process tree", "GB", "psutil not installed"))
-    else:
-        rows.append({"section": section, "name": f"{label}: peak RSS, whole process tree (sampled)", "unit": "GB",
-                     "value": result["tree_rss"] / 1e9, "target": "<= 4 GB"})
+                 "sampled_gb": result["largest_rss_sampled"] / 1e9})
+    rows.append({"section": section, "name": f"{label}: peak RSS, whole process tree (sampled)", "unit": "GB",
+                 "value": result["tree_rss"] / 1e9, "target": "<= 4 GB"})
     return rows
 
 
 def time_runner(section: str, label: str, tmp: Path, notebooks: list[str], profile: str, timeout: float,
                 target_s: str | None = None, options: tuple[str, ...] = (), extra: dict | None = None
                 ) -> tuple[dict, list[dict]]:
-    """Run ``python -m helpers.reports NOTEBOOKS --profile PROFILE OPTIONS --no-pdf --output TMP/out``
+    """Run ``python -m helpers.runner NOTEBOOKS --profile PROFILE OPTIONS --no-pdf --output TMP/out``
     with ``HELPERS_DATA=TMP/data``; its result and rows (``extra``: fields added to the rows). PDF
     export is off: it times LaTeX, not this code, and needs xelatex."""
     args = [*notebooks, "--profile", profile, *options, "--no-pdf", "--output", str(tmp / "out")]

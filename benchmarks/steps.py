@@ -17,7 +17,7 @@ from .harness import random_model
 def step_fn(model: torch.nn.Module, opt: torch.optim.Optimizer, device: torch.device):
     """One SGD step exactly as ``helpers.train.train_epoch`` takes it (no CutMix, no scheduler):
     channels_last input and bf16 autocast on CUDA, fp32 on the CPU; returns (logits, loss)."""
-    from helpers.train import autocast
+    from helpers.device import autocast
 
     def step(x, y):
         if device.type == "cuda":

@@ -15,11 +15,15 @@ asserted in tests/test_models.py.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock
+
+if TYPE_CHECKING:  # pandas is imported where it is used: models load without it
+    import pandas as pd
 
 
 def scale(channels: int, width: float) -> int:
