@@ -6,7 +6,6 @@ pytest's tmp_path; only the real-data test reads /work/shared/data and is skippe
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import tarfile

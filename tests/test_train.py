@@ -1,6 +1,5 @@
 """The training engine: learning, the run cache, resume, determinism and the reports' LR rules."""
 
-import math
 
 import pandas as pd
 import pytest
