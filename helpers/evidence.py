@@ -118,6 +118,7 @@ def _boot_means(d: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndar
         # Multinomial(n, counts / n): drawing those counts is the same bootstrap at O(n_boot * values)
         # instead of O(n_boot * n) (measured: 1.4 ms vs 1.2 s for 10,000 resamples of 10,000 images).
         return rng.multinomial(n, counts / n, size=n_boot) @ values / n
+    # distinct values (paired_values): 0.2 s for 1,000 pairs, 2.1-2.7 s for 10,000 (loaded 2-core box)
     rows = max(1, CHUNK // n)
     return np.concatenate([d[rng.integers(0, n, size=(min(rows, n_boot - s), n))].mean(axis=1)
                            for s in range(0, n_boot, rows)])

@@ -289,7 +289,7 @@ def test_faithfulness_map_of_the_used_region_beats_random():
     # the model was left as it was, in training mode with untouched running statistics
     assert model.training and not model.gain.requires_grad and model.gain.grad is None
     assert torch.equal(model.bn.running_mean, torch.zeros(3)) and int(model.bn.num_batches_tracked) == 0
-    # a map that points away from the patch (its mirror image, peak in a corner) does not beat random
+    # a map that points away from the patch (a square in the corner) does not beat random
     away = np.zeros_like(cams)
     away[:, :8, :8] = 1.0
     bad = faithfulness(model, images, away, **NORM)
