@@ -3,13 +3,14 @@
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from helpers.cam import compute_cams, energy_in_mask, overlay, target_layer
+from helpers.cam import _ranks, compute_cams, energy_in_mask, faithfulness, overlay, random_maps, spread, target_layer
 from helpers.data import make_synthetic
 from helpers.loader import normalize
 from helpers.models import MODELS, FlexibleCNN, SimpleCNN, build_model, last_conv, torchvision_resnet18_cifar
@@ -200,3 +201,116 @@ def test_energy_in_mask_on_synthetic_masks(data, cams_pred):
     assert e.shape == (len(cams_pred),)
     ok = ~np.isnan(e)
     assert ok.any() and ((e[ok] >= 0) & (e[ok] <= 1)).all()
+
+
+# --- spread ----------------------------------------------------------------------------------------
+
+def test_spread_hand_cases():
+    uniform = np.full((32, 32), 0.3)
+    one_hot = np.zeros((32, 32))
+    one_hot[5, 7] = 1.0
+    two = np.zeros((32, 32))
+    two[0, 0], two[9, 9] = 0.5, 0.5  # two equal pixels: entropy log 2 / log 1024 = 1/10
+    half = np.where(np.arange(1024).reshape(32, 32) < 256, 1.0, 0.4)  # a quarter at the peak, the rest below half
+    s = spread(np.stack([uniform, one_hot, two, half, np.zeros((32, 32))]))
+    np.testing.assert_allclose(s["entropy"][:3], [1.0, 0.0, 0.1], atol=1e-12)
+    np.testing.assert_allclose(s["above_half"][:4], [1.0, 1 / 1024, 2 / 1024, 0.25])
+    assert 0.1 < s["entropy"][3] < 1.0
+    assert s.iloc[4].isna().all()  # an empty map has no distribution
+    with pytest.raises(ValueError):
+        spread(-uniform[None])
+
+
+def test_spread_orders_real_maps(cams_pred):
+    """Blurring a map makes it more diffuse on both measures."""
+    s = spread(cams_pred)
+    blurred = torch.nn.functional.avg_pool2d(torch.tensor(cams_pred)[:, None], 9, 1, 4, count_include_pad=False)
+    b = spread(blurred[:, 0].numpy())
+    ok = s["entropy"].notna()
+    assert (b["entropy"][ok] >= s["entropy"][ok] - 1e-9).all()
+    assert (b["entropy"][ok] > s["entropy"][ok]).any()
+
+
+# --- random maps and faithfulness --------------------------------------------------------------------
+
+def test_random_maps_keep_each_maps_values(cams_pred):
+    r = random_maps(cams_pred, seed=1)
+    assert r.shape == cams_pred.shape and r.dtype == np.float32
+    np.testing.assert_allclose(np.sort(r.reshape(len(r), -1)), np.sort(cams_pred.reshape(len(r), -1)), atol=1e-6)
+    assert np.array_equal(r, random_maps(cams_pred, seed=1))
+    assert not np.array_equal(r, random_maps(cams_pred, seed=2))
+    assert np.abs(r - cams_pred).mean() > 0.05  # the values moved
+
+
+def test_ranks_break_ties():
+    maps = np.array([[[0.0, 0.0], [0.5, 0.0]], [[1.0, 0.2], [0.3, 0.4]]])
+    r = _ranks(maps, np.random.default_rng(0))
+    assert sorted(r[0].ravel()) == sorted(r[1].ravel()) == [0.25, 0.5, 0.75, 1.0]  # a permutation each
+    assert r[0, 1, 0] == 1.0  # the one non-zero pixel ranks first
+    np.testing.assert_allclose(r[1], [[1.0, 0.25], [0.5, 0.75]])  # distinct values keep their order
+
+
+PATCH = (slice(12, 20), slice(12, 20))
+
+
+class PatchModel(nn.Module):
+    """Two classes; class 1's logit is 4 x the mean of the normalised image on one 8x8 patch, nothing else.
+    A BatchNorm in front changes the output (and its running statistics) if run in training mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(3, affine=False)
+        self.gain = nn.Parameter(torch.tensor(4.0))
+
+    def forward(self, x):
+        s = self.bn(x)[:, :, PATCH[0], PATCH[1]].mean(dim=(1, 2, 3))
+        return torch.stack([torch.zeros_like(s), self.gain * s], dim=1)
+
+
+def patch_data(n=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    images[:, :, PATCH[0], PATCH[1]] = 255  # bright patch: class 1 with probability ~1
+    yy, xx = np.mgrid[:32, :32]
+    bump = np.exp(-((yy - 15.5) ** 2 + (xx - 15.5) ** 2) / (2 * 4.0**2))  # peaks on the patch
+    return images, np.repeat(bump[None], n, axis=0)
+
+
+def test_faithfulness_map_of_the_used_region_beats_random():
+    images, cams = patch_data()
+    model = PatchModel().train()
+    model.gain.requires_grad_(False)
+    df = faithfulness(model, images, cams, **NORM)
+    assert len(df) == len(images) and df["target"].eq(1).all() and (df["confidence"] > 0.99).all()
+    assert df["beats_random"].all()
+    # removing the patch first costs ~0.5 of probability, removing the rest first costs nothing
+    assert (df["road"] > 0.15).all() and (df["road_random"].abs() < df["road"] / 2).all()
+    assert (df["keep"] > -0.05).all() and (df["keep_random"] < df["keep"]).all()
+    # the model was left as it was, in training mode with untouched running statistics
+    assert model.training and not model.gain.requires_grad and model.gain.grad is None
+    assert torch.equal(model.bn.running_mean, torch.zeros(3)) and int(model.bn.num_batches_tracked) == 0
+    # a map that points away from the patch (a square in the corner) does not beat random
+    away = np.zeros_like(cams)
+    away[:, :8, :8] = 1.0
+    bad = faithfulness(model, images, away, **NORM)
+    assert (bad["road"] < 0.05).all() and not bad["beats_random"].any()
+
+
+def test_faithfulness_is_seeded_and_leaves_the_global_rng(model, data, cams_pred):
+    images, cams = data.test_images[:4], cams_pred[:4]
+    torch.manual_seed(5)
+    expected_next = torch.rand(3)
+    torch.manual_seed(5)
+    first = faithfulness(model, images, cams, masks=data.test_masks[:4], batch_size=3, percentiles=(50,), **NORM)
+    assert torch.equal(torch.rand(3), expected_next)  # the imputer's noise came from a forked RNG
+    again = faithfulness(model, images, cams, masks=data.test_masks[:4], batch_size=3, percentiles=(50,), **NORM)
+    pd.testing.assert_frame_equal(first, again)
+    assert list(first.columns) == ["target", "confidence", "road", "keep", "road_random", "keep_random",
+                                   "beats_random", "in_mask", "in_mask_random"]
+    np.testing.assert_allclose(first["in_mask"], energy_in_mask(cams, data.test_masks[:4]))
+    with pytest.raises(ValueError):
+        faithfulness(model, images, cams[:3], **NORM)
+    with pytest.raises(ValueError, match="beyond"):
+        faithfulness(model, images, cams, targets=10, **NORM)
+    empty = faithfulness(model, images[:0], cams[:0], **NORM)
+    assert len(empty) == 0 and list(empty.columns) == list(first.columns[:7])
