@@ -13,7 +13,8 @@ the story and the figures. Read roughly in this order:
 - ``train``       ``fit``: the training engine with its run cache
 - ``profiles``    smoke / quick / full settings for each study
 - ``evaluate``    predictions, accuracy tables, failure cases, model-vs-model changes, calibration
-- ``cam``         Grad-CAM through pytorch-grad-cam
+- ``evidence``    paired comparisons with intervals and p-values, seeds, verdicts against the reports
+- ``cam``         Grad-CAM through pytorch-grad-cam, map spread and faithfulness scores
 - ``stress``      notebook 01's Grad-CAM-on-the-object measurement
 - ``instrument``  notebook 04's FLOPs, gradient and weight-update records, experiment logs
 - ``plots``       the notebooks' figures and their metrics file
