@@ -7,13 +7,15 @@ Plain torch / NumPy / pandas, one small function per question a notebook asks:
   -- the tables of every notebook (02 and 03 compare two confusion matrices)
 - :func:`failures`, :func:`pick_diverse` -- the most confident mistakes, and a few of them that
   cover different error types (01 picks its three canonical failures, 02 its five)
+- :func:`embed`, :func:`nearest_train_classes`, :func:`case_table` -- measured evidence for each
+  studied failure: its nearest training images in the model's feature space (01, 02)
 - :func:`rescued`, :func:`broken`, :func:`compare_cases` -- what changed between model A and
   model B on the same images (02: baseline vs CutMix; 01: plain vs residual)
 - :func:`epochs_to_reach` -- convergence speed from a training history (05)
 - :data:`TTA_VIEWS` and ``predict(..., views=...)`` -- test-time augmentation (03)
-- :func:`confidence_summary`, :func:`wrong_by_confidence`, :func:`migration`,
-  :func:`calibration` (reliability table and ECE), :func:`risk_coverage`, :func:`train_val_gap`
-  -- how confident a model is when it is wrong (02)
+- :func:`migration`, :func:`train_val_gap` -- where test samples moved between two models, and
+  the train-validation gap of a history (02); how confident a model is when it is wrong lives in
+  :mod:`helpers.confidence`
 
 Conventions: "index" always means the position of a sample in the evaluated image tensor. Every
 array argument may be a NumPy array, a torch tensor (any device) or a list; results are NumPy
@@ -39,24 +41,21 @@ from .store import save_text
 __all__ = [
     "CHANGES",
     "Predictions",
-    "THRESHOLDS",
     "TTA_VIEWS",
     "accuracy",
-    "accuracy_at_threshold",
-    "calibration",
-    "confidence_summary",
     "migration",
-    "risk_coverage",
     "train_val_gap",
-    "wrong_by_confidence",
     "write_predictions",
     "check_predictions",
     "broken",
+    "case_table",
     "compare_cases",
     "confusion",
     "confusion_difference",
+    "embed",
     "epochs_to_reach",
     "failures",
+    "nearest_train_classes",
     "per_class_accuracy",
     "pick_diverse",
     "predict",
@@ -275,6 +274,66 @@ def pick_diverse(failures_df: pd.DataFrame, k: int = 3) -> pd.DataFrame:
     return df.loc[picked].sort_values("confidence", ascending=False, kind="stable")
 
 
+def embed(model: nn.Module, images, *, mean, std, batch_size: int = 500) -> np.ndarray:
+    """What the model's classifier sees: the input of its last ``nn.Linear`` layer (the pooled
+    features), L2-normalised, float32 N x D (01, 02's case tables). Eval mode, fp32, no gradients;
+    the model's train/eval mode is restored."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not last:
+        raise ValueError(f"{type(model).__name__} has no Linear layer to read features from")
+    images = torch.as_tensor(images)
+    device = next(model.parameters()).device
+    chunks = []
+    hook = last[-1].register_forward_pre_hook(lambda _, inputs: chunks.append(inputs[0].detach().float().cpu()))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                model(normalize(images[start : start + batch_size].to(device), mean, std))
+    finally:
+        hook.remove()
+        model.train(was_training)
+    feats = torch.cat(chunks) if chunks else torch.zeros(0, last[-1].in_features)
+    return torch.nn.functional.normalize(feats.flatten(1), dim=1).numpy()
+
+
+def nearest_train_classes(query: np.ndarray, train: np.ndarray, train_labels, k: int = 5) -> np.ndarray:
+    """Labels of the ``k`` training images most similar to each query in feature space (cosine
+    similarity of :func:`embed` features), nearest first: int64 N x k (01, 02's case tables).
+
+    A measured cue for a failure: if most of a confidently misclassified image's neighbours are of
+    the predicted class, the model's features put it among that class's training images."""
+    train_labels = _np(train_labels, np.int64).ravel()
+    if len(train) != len(train_labels) or not 1 <= k <= len(train):
+        raise ValueError(f"need 1 <= k <= {len(train)} training images with one label each, got k={k}, "
+                         f"{len(train_labels)} labels")
+    sims = torch.from_numpy(np.asarray(query, np.float32)) @ torch.from_numpy(np.asarray(train, np.float32)).T
+    return train_labels[sims.topk(k, dim=1).indices.numpy()]
+
+
+def case_table(cases: pd.DataFrame, neighbours: np.ndarray, classes: Sequence[str],
+               on_object=None) -> pd.DataFrame:
+    """One row per studied failure, every column measured (01's canonical cases, 02's five cases):
+    true class, prediction and confidence, how many of its ``k`` nearest training images (in the
+    model's feature space) carry the predicted and the true class, and, where object masks exist,
+    the share of its Grad-CAM heatmap on the object. ``cases``: rows of :func:`failures`;
+    ``neighbours``: :func:`nearest_train_classes` for the same images; ``on_object``: one share
+    per case (``helpers.cam.energy_in_mask``) or None."""
+    names = list(classes)
+    k = neighbours.shape[1]
+    table = pd.DataFrame({
+        "test index": cases["index"].to_numpy(), "true": cases["true_name"].to_numpy(),
+        "predicted": cases["pred_name"].to_numpy(), "confidence": cases["confidence"].to_numpy(),
+        f"neighbours of predicted class (of {k})": (neighbours == cases["pred"].to_numpy()[:, None]).sum(1),
+        f"neighbours of true class (of {k})": (neighbours == cases["true"].to_numpy()[:, None]).sum(1),
+        "most common neighbour": [names[np.bincount(row).argmax()] for row in neighbours],
+    })
+    if on_object is not None:
+        table["Grad-CAM share on object"] = np.asarray(on_object, dtype=float)
+    return table.set_index("test index")
+
+
 # --- model A vs model B --------------------------------------------------------------------------
 
 
@@ -357,36 +416,6 @@ def compare_cases(indices, a: Predictions, b: Predictions, classes: Sequence[str
     })
 
 
-# --- confidence and calibration ------------------------------------------------------------------
-
-THRESHOLDS = (0.5, 0.7, 0.9, 0.99)  # report 001's confidence levels for "confidently wrong"
-
-
-def wrong_by_confidence(preds: Predictions, thresholds: Sequence[float] = THRESHOLDS) -> pd.Series:
-    """How many predictions are wrong with confidence >= each threshold (02)."""
-    wrong = ~preds.correct
-    return pd.Series({float(t): int((wrong & (preds.conf >= t)).sum()) for t in thresholds},
-                     name="wrong predictions").rename_axis("confidence >=")
-
-
-def confidence_summary(preds: Predictions, thresholds: Sequence[float] = THRESHOLDS) -> dict:
-    """Accuracy, number wrong, mean confidence of wrong and of right predictions, and the
-    counts of :func:`wrong_by_confidence` under keys ``wrong >= t`` (02's metrics table)."""
-    right = preds.correct
-    mean = lambda mask: float(preds.conf[mask].mean()) if mask.any() else float("nan")  # noqa: E731
-    out = dict(accuracy=float(right.mean()), wrong=int((~right).sum()),
-               mean_conf_wrong=mean(~right), mean_conf_right=mean(right))
-    out.update({f"wrong >= {t:g}": n for t, n in wrong_by_confidence(preds, thresholds).items()})
-    return out
-
-
-def train_val_gap(history_df: pd.DataFrame) -> float:
-    """Train minus validation accuracy at the last epoch (02). Note the train accuracy is measured
-    on augmented (and, with CutMix, mixed) batches during the epoch, as the report's was."""
-    last = history_df.iloc[-1]
-    return float(last["train_acc"] - last["val_acc"])
-
-
 def migration(a: Predictions, b: Predictions) -> dict:
     """Where samples moved from model A to model B (02): counts of ``corrected`` (A wrong, B
     right), ``regressed`` (A right, B wrong), ``net`` (corrected - regressed), ``still_wrong``
@@ -398,52 +427,6 @@ def migration(a: Predictions, b: Predictions) -> dict:
     n_wrong = int(both_wrong.sum())
     return dict(corrected=corrected, regressed=regressed, net=corrected - regressed, still_wrong=n_wrong,
                 still_wrong_less_confident=less, share_less_confident=less / n_wrong if n_wrong else float("nan"))
-
-
-def calibration(preds: Predictions, bins: int = 15) -> tuple[pd.DataFrame, float]:
-    """Reliability table and expected calibration error (02).
-
-    Confidences are cut into ``bins`` equal-width bins over (0, 1]; each row gives the bin's
-    ``lower``/``upper`` edge, ``count``, mean ``confidence`` and ``accuracy``. ECE is the
-    count-weighted mean of |accuracy - confidence| over the bins (Guo et al., 2017), in [0, 1].
-    """
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.searchsorted(edges, preds.conf, side="left") - 1, 0, bins - 1)
-    right = preds.correct.astype(float)
-    rows = []
-    for b in range(bins):
-        mask = which == b
-        n = int(mask.sum())
-        rows.append(dict(lower=edges[b], upper=edges[b + 1], count=n,
-                         confidence=float(preds.conf[mask].mean()) if n else float("nan"),
-                         accuracy=float(right[mask].mean()) if n else float("nan")))
-    table = pd.DataFrame(rows)
-    used = table[table["count"] > 0]
-    ece = float((used["count"] * (used["accuracy"] - used["confidence"]).abs()).sum() / len(preds))
-    return table, ece
-
-
-def risk_coverage(preds: Predictions) -> pd.DataFrame:
-    """Accuracy on the predictions kept when rejecting those below a confidence threshold (02).
-
-    One row per distinct confidence, highest first: ``threshold`` (keep conf >= it),
-    ``coverage`` (fraction kept), ``accuracy`` (on the kept ones) and ``risk`` (1 - accuracy).
-    """
-    order = np.argsort(-preds.conf, kind="stable")
-    conf, right = preds.conf[order], preds.correct[order]
-    kept = np.arange(1, len(conf) + 1)
-    acc = np.cumsum(right) / kept
-    last = np.r_[conf[1:] != conf[:-1], True]  # keep every sample of a tied confidence together
-    return pd.DataFrame({"threshold": conf[last], "coverage": kept[last] / len(conf),
-                         "accuracy": acc[last], "risk": 1 - acc[last]})
-
-
-def accuracy_at_threshold(preds: Predictions, threshold: float) -> tuple[float, float]:
-    """(coverage, accuracy) when only predictions with confidence >= ``threshold`` are kept (02)."""
-    keep = preds.conf >= threshold
-    return float(keep.mean()), float(preds.correct[keep].mean()) if keep.any() else float("nan")
 
 
 # --- prediction files ----------------------------------------------------------------------------
@@ -485,6 +468,13 @@ def check_predictions(path, ids: Sequence, num_classes: int) -> pd.DataFrame:
 
 
 # --- training histories --------------------------------------------------------------------------
+
+
+def train_val_gap(history_df: pd.DataFrame) -> float:
+    """Train minus validation accuracy at the last epoch (02). Note the train accuracy is measured
+    on augmented (and, with CutMix, mixed) batches during the epoch, as the report's was."""
+    last = history_df.iloc[-1]
+    return float(last["train_acc"] - last["val_acc"])
 
 
 def epochs_to_reach(history_df: pd.DataFrame, threshold: float, column: str = "val_acc") -> int | None:

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from helpers import cam
+from helpers import cam, confidence
 from helpers import evaluate as ev
 from helpers import plots
 from helpers.models import build_model, count_parameters
@@ -190,7 +190,7 @@ figs.save(plots.training_curves(histories, "acc", lr_steps=list(base.milestones)
 # %%
 preds["cutmix"] = ev.predict(runs["cutmix"].model, data.test_images, data.test_labels, mean=mean, std=std)
 gaps["cutmix"] = ev.train_val_gap(runs["cutmix"].history)
-summary = {name: ev.confidence_summary(p) | {"train-val gap": gaps[name]} for name, p in preds.items()}
+summary = {name: confidence.confidence_summary(p) | {"train-val gap": gaps[name]} for name, p in preds.items()}
 rows = {"test accuracy (%)": "accuracy", "total wrong": "wrong", "train-val gap (points)": "train-val gap",
         "wrong with conf >= 90%": "wrong >= 0.9", "wrong with conf >= 99%": "wrong >= 0.99",
         "mean conf on wrong (%)": "mean_conf_wrong", "mean conf on right (%)": "mean_conf_right"}
@@ -296,7 +296,7 @@ figs.save(plots.confidence_histograms(preds), "confidence_histograms")
 # would pass a filter that accepts everything above the threshold.
 
 # %%
-by_threshold = pd.DataFrame({name: ev.wrong_by_confidence(p) for name, p in preds.items()})
+by_threshold = pd.DataFrame({name: confidence.wrong_by_confidence(p) for name, p in preds.items()})
 figs.save(plots.wrong_by_threshold(by_threshold), "wrong_by_threshold")
 by_threshold["reduction (%)"] = (100 * (1 - by_threshold["cutmix"] / by_threshold["baseline"].replace(0, np.nan))).round(1)
 by_threshold
@@ -344,7 +344,7 @@ display(Markdown(
 # of predictions in each bin (15 bins).
 
 # %%
-calib = {name: ev.calibration(p, bins=15) for name, p in preds.items()}
+calib = {name: confidence.calibration(p, bins=15) for name, p in preds.items()}
 ece = {name: e for name, (_, e) in calib.items()}
 figs.save(plots.reliability_diagrams(calib), "reliability_diagrams")
 
@@ -355,9 +355,9 @@ figs.save(plots.reliability_diagrams(calib), "reliability_diagrams")
 # coverage is large. The dots mark the report's rule "reject anything below 70%".
 
 # %%
-curves = {name: ev.risk_coverage(p) for name, p in preds.items()}
+curves = {name: confidence.risk_coverage(p) for name, p in preds.items()}
 figs.save(plots.risk_coverage_curves(curves, mark=reject_below), "risk_coverage")
-kept = {name: ev.accuracy_at_threshold(p, reject_below) for name, p in preds.items()}
+kept = {name: confidence.accuracy_at_threshold(p, reject_below) for name, p in preds.items()}
 pd.DataFrame({name: {"ECE (%)": 100 * ece[name], f"kept at conf >= {reject_below:g} (%)": 100 * kept[name][0],
                      "accuracy on kept (%)": 100 * kept[name][1]} for name in preds}).T.round(2)
 

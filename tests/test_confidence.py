@@ -1,4 +1,4 @@
-"""helpers.evaluate's confidence analysis, test-time augmentation and prediction files (02, 03)."""
+"""helpers.confidence's confidence analysis, helpers.evaluate's test-time augmentation and prediction files (02, 03)."""
 
 import numpy as np
 import pandas as pd
@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import confidence as C
 from helpers import evaluate as E
 from helpers.data import load_unlabelled
 from helpers.evaluate import Predictions
@@ -26,12 +27,12 @@ B = preds_from([0.9, 0.8, 0.7, 0.65, 0.6, 0.55], [0, 1, 0, 0, 1, 0], [0, 1, 0, 2
 
 
 def test_wrong_by_confidence_counts():
-    counts = E.wrong_by_confidence(A)
+    counts = C.wrong_by_confidence(A)
     assert counts.to_dict() == {0.5: 3, 0.7: 2, 0.9: 2, 0.99: 1}
 
 
 def test_confidence_summary():
-    s = E.confidence_summary(A)
+    s = C.confidence_summary(A)
     assert s["accuracy"] == pytest.approx(0.5) and s["wrong"] == 3
     assert s["mean_conf_wrong"] == pytest.approx((0.95 + 0.6 + 0.995) / 3, rel=1e-6)
     assert s["mean_conf_right"] == pytest.approx((0.9 + 0.8 + 0.5) / 3, rel=1e-6)
@@ -47,7 +48,7 @@ def test_migration():
 
 
 def test_calibration_table_and_ece_by_hand():
-    table, ece = E.calibration(A, bins=2)
+    table, ece = C.calibration(A, bins=2)
     # bin (0, 0.5]: conf 0.5 right; bin (0.5, 1]: the other five, 2 right of 5
     assert table["count"].tolist() == [1, 5]
     assert table.loc[0, "accuracy"] == 1.0 and table.loc[0, "confidence"] == pytest.approx(0.5)
@@ -62,19 +63,19 @@ def test_perfectly_calibrated_predictions_have_small_ece():
     right = rng.uniform(size=conf.size) < conf          # right with probability = confidence
     labels = np.where(right, 0, 1)
     p = preds_from(conf, np.zeros(conf.size, int), labels)
-    assert E.calibration(p)[1] < 0.02
+    assert C.calibration(p)[1] < 0.02
     over = preds_from(np.full(1000, 0.99), np.zeros(1000, int), np.r_[np.zeros(500), np.ones(500)])
-    assert E.calibration(over)[1] == pytest.approx(0.49, abs=1e-5)
+    assert C.calibration(over)[1] == pytest.approx(0.49, abs=1e-5)
 
 
 def test_risk_coverage():
-    rc = E.risk_coverage(A)
+    rc = C.risk_coverage(A)
     assert rc["coverage"].tolist() == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0])
     # by confidence: 0.995 wrong, 0.95 wrong, 0.9 right, 0.8 right, 0.6 wrong, 0.5 right
     assert rc["accuracy"].tolist() == pytest.approx([0, 0, 1 / 3, 2 / 4, 2 / 5, 3 / 6])
     assert (rc["risk"] == 1 - rc["accuracy"]).all()
-    assert E.accuracy_at_threshold(A, 0.8) == pytest.approx((4 / 6, 0.5))
-    tied = E.risk_coverage(preds_from([0.9, 0.9, 0.5], [0, 1, 0], [0, 0, 0]))
+    assert C.accuracy_at_threshold(A, 0.8) == pytest.approx((4 / 6, 0.5))
+    tied = C.risk_coverage(preds_from([0.9, 0.9, 0.5], [0, 1, 0], [0, 0, 0]))
     assert tied["coverage"].tolist() == pytest.approx([2 / 3, 1.0])  # ties are kept or dropped together
 
 

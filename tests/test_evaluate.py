@@ -265,3 +265,48 @@ def test_predict_batch_size_does_not_matter(cnn_and_images, batch_size):
 def test_top_confusion_ignores_the_diagonal():
     cm = np.array([[50, 2, 7], [1, 60, 0], [3, 9, 40]])
     assert E.top_confusion(cm) == (2, 1, 9)
+
+
+# --- measured evidence for studied failures --------------------------------------------------------
+
+
+def test_embed_is_the_classifier_input_unit_normed():
+    from helpers.models import FlexibleCNN
+
+    torch.manual_seed(0)
+    model = FlexibleCNN(width=0.125).train()
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    feats = E.embed(model, images, mean=mean, std=std, batch_size=4)
+    assert model.training  # mode restored
+    model.eval()
+    with torch.no_grad():
+        x = normalize(images, mean, std)
+        manual = torch.flatten(model.pool(model.stages(model.stem(x))), 1)
+    expected = torch.nn.functional.normalize(manual, dim=1).numpy()
+    assert feats.shape == (6, model.fc.in_features)
+    np.testing.assert_allclose(feats, expected, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
+
+
+def test_nearest_train_classes_by_cosine_similarity():
+    train = np.array([[1, 0], [0, 1], [0.7, 0.7], [-1, 0]], np.float32)
+    train /= np.linalg.norm(train, axis=1, keepdims=True)
+    labels = np.array([3, 1, 2, 0])
+    query = np.array([[0.9, 0.1], [0, 1]], np.float32)
+    got = E.nearest_train_classes(query, train, labels, k=2)
+    assert got.tolist() == [[3, 2], [1, 2]]
+    with pytest.raises(ValueError, match="1 <= k <= 4"):
+        E.nearest_train_classes(query, train, labels, k=5)
+
+
+def test_case_table_counts_neighbours_of_each_class():
+    cases = pd.DataFrame({"index": [7, 9], "true": [0, 1], "pred": [1, 2], "confidence": [0.99, 0.8],
+                          "true_name": ["a", "b"], "pred_name": ["b", "c"]})
+    neighbours = np.array([[1, 1, 0, 1, 2], [2, 0, 0, 0, 1]])
+    table = E.case_table(cases, neighbours, ["a", "b", "c"], on_object=[0.1, 0.6])
+    assert table.loc[7, "neighbours of predicted class (of 5)"] == 3
+    assert table.loc[7, "neighbours of true class (of 5)"] == 1
+    assert table.loc[9, "neighbours of predicted class (of 5)"] == 1
+    assert table.loc[9, "most common neighbour"] == "a"
+    assert table["Grad-CAM share on object"].tolist() == [0.1, 0.6]
