@@ -360,13 +360,13 @@ def start_or_resume(config: TrainConfig, data: Dataset, path: Path, device: torc
         return trainee, Progress([])
     try:
         ckpt = store.load_checked(ckpt_file, device)
-        if ckpt.get("engine", 1) != ENGINE:  # its scheduler state would bring the old rules back
-            raise ValueError(f"written by training engine {ckpt.get('engine', 1)}, today's is {ENGINE}")
+        if ckpt.get("engine", 1) != ENGINE:  # its scheduler state and rows follow the old rules
+            raise ValueError(f"written by training engine {ckpt.get('engine', 1)}; today's is {ENGINE}")
         done = trainee.load_state(ckpt)
     except store.UnsafeFile:
         raise
-    except Exception as e:  # a damaged checkpoint only costs the epochs it held
-        store.move_aside(ckpt_file, f"{ckpt_file}: unreadable checkpoint ({store.one_line(e, 120)})",
+    except Exception as e:  # a damaged or outdated checkpoint only costs the epochs it held
+        store.move_aside(ckpt_file, f"{ckpt_file}: cannot resume from it ({store.one_line(e, 120)})",
                          "training from epoch 1")
         return Trainee(config, data.num_classes, device, steps_per_epoch), Progress([])
     print(f"Resuming {path.name} after epoch {done.epoch}/{config.epochs}", flush=True)

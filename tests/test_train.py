@@ -321,3 +321,20 @@ def test_bf16_trains_on_cuda_in_channels_last(tmp_path, data):
     fp32 = fit(TINY.replace(device="cuda", epochs=1), data, root=tmp_path, progress=False)
     assert next(p for p in fp32.model.parameters() if p.dim() == 4).is_contiguous()
     assert run.path != fp32.path
+
+
+def test_a_checkpoint_of_the_older_engine_is_not_resumed(tmp_path, data, interrupt_epoch):
+    config = TINY.replace(schedule="onecycle", step_per="batch")
+    interrupt_epoch(2)
+    with pytest.raises(interrupt_epoch.Interrupt):
+        fit(config, data, root=tmp_path, progress=False)
+    interrupt_epoch.restore()
+    ckpt_file = T.run_path(config, data, tmp_path) / "checkpoint.pt"
+    from helpers import store
+
+    ckpt = store.load_checked(ckpt_file, torch.device("cpu"))
+    del ckpt["engine"]   # as engine 1 wrote them: its OneCycle state still cycles momentum
+    store.save_checked(ckpt, ckpt_file)
+    with pytest.warns(UserWarning, match="written by training engine 1"):
+        run = fit(config, data, root=tmp_path, progress=False)
+    same_history(run.history, fit(config, data, root=tmp_path / "fresh", progress=False).history)
