@@ -254,8 +254,7 @@ def parse_seeds(seeds, first: int) -> tuple[int, ...]:
     seed only. A list or tuple of distinct ints: those. A string "1,2,3" or "[1, 2, 3]" (papermill
     passes ``-p seeds 1,2,3`` as a string): the list it spells. Anything else: a ValueError.
     """
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool)
+    from .config import is_int  # bool is an int to Python, not a seed
 
     value = seeds
     if isinstance(value, str):
