@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from .cutmix import cutmix
+from .device import PRECISIONS, check_precision
 from .loader import Augment
 from .models import MODELS
 
@@ -53,13 +54,15 @@ class TrainConfig:
     seed: int = 42                     # Python, NumPy and torch seeds, reset before the model is built
     deterministic: bool = True         # deterministic cuDNN kernels, no autotuning (run.json records what was on)
     record_every: int = 0              # per-layer gradient and weight-update records every N steps (04); 0 = off
+    drop_last: bool = False            # drop each epoch's last partial batch (report 003 counts 781 batches of 64)
+    precision: str = "fp32"            # "fp32", or "bf16": bf16 autocast + channels_last, a CUDA-only speed option
     # Where and how fast it runs: not part of the run's identity (excluded from the cache key).
     device: str = "auto"               # "auto" (CUDA, then MPS, then CPU), or a torch device
     compile: bool = False              # torch.compile the model (opt-in; GPU)
 
     RUNTIME_FIELDS = ("device", "compile")
     # Fields added after runs were first cached: left out of the key at their default, so those runs keep their folder.
-    LATER_FIELDS = {"record_every": 0}
+    LATER_FIELDS = {"record_every": 0, "drop_last": False, "precision": "fp32"}
 
     def __post_init__(self):
         check_config(self)
@@ -117,7 +120,7 @@ NUMBERS = {  # name: (rule, test); the test only sees real numbers, so "0.1" or 
     "val_fraction": ("in [0, 1) (0 = validate on test)", lambda v: 0 <= v < 1),
     "label_smoothing": ("in [0, 1)", lambda v: 0 <= v < 1),
 }
-FLAGS = ("nesterov", "deterministic", "compile")
+FLAGS = ("nesterov", "deterministic", "compile", "drop_last")
 
 
 def check_config(c: TrainConfig) -> None:
@@ -132,6 +135,8 @@ def check_names(c: TrainConfig) -> None:
         bad(f"unknown model {c.model!r}; valid models: {', '.join(MODELS)}")
     if c.schedule not in SCHEDULES:
         bad(f"unknown schedule {c.schedule!r}; valid: {', '.join(SCHEDULES)}")
+    if c.precision not in PRECISIONS:
+        bad(f"unknown precision {c.precision!r}; valid: {', '.join(PRECISIONS)}")
     if c.step_per not in ("epoch", "batch"):
         bad(f"step_per must be 'epoch' or 'batch', not {c.step_per!r}")
     if not isinstance(c.name, str) or not re.fullmatch(r"[\w-][\w.-]*", c.name):
@@ -168,6 +173,10 @@ def check_device(c: TrainConfig) -> None:
         known = False
     if not known:
         bad(f"unknown device {c.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
+    try:  # bf16 on an explicit CPU / MPS device: now, not when training starts ("auto": see fit)
+        check_precision(c.precision, torch.device(c.device))
+    except ValueError as e:
+        bad(str(e))
 
 
 def keyword_names(fn: Callable) -> list[str]:

@@ -1,4 +1,4 @@
-"""Where a run executes and how reproducibly: the device, seeds, RNG state, mixed precision.
+"""Where a run executes and how reproducibly: the device, seeds, RNG state, the precision.
 
 Used by training (``helpers.train``) and evaluation (``helpers.evaluate``, ``helpers.cam``) alike,
 so neither depends on the other for these.
@@ -64,11 +64,29 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def autocast(device: torch.device):
-    # bf16 autocast on CUDA: tensor-core speed without fp16's loss scaling; CPU stays fp32
-    if device.type == "cuda":
+# No report trained in mixed precision; bf16 is an explicit speed option for CUDA.
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str = "fp32"):
+    """The forward pass's precision context: fp32 (every report's; the default) or bf16 autocast.
+
+    bf16 is an explicit speed option for CUDA only (tensor-core speed without fp16's loss scaling);
+    asking for it anywhere else is an error rather than a silent fp32 run. Studies: all, via ``fit``.
+    """
+    check_precision(precision, device)
+    if precision == "bf16":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """A ValueError naming the choices for an unknown precision, or bf16 on a device without CUDA."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "bf16" and torch.device(device).type != "cuda":
+        raise ValueError(f"precision 'bf16' (bf16 autocast + channels_last) runs on CUDA only; this run's device "
+                         f"is {device}. Use precision='fp32' (every report's precision).")
 
 
 def environment(device: torch.device, deterministic: bool) -> dict:

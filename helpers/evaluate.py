@@ -128,13 +128,12 @@ class Predictions:
 
 
 def predict(model: nn.Module, images, labels=None, *, mean, std, batch_size: int = 500,
-            views: Sequence[str] = ("original",)) -> Predictions:
+            views: Sequence[str] = ("original",), precision: str = "fp32") -> Predictions:
     """Softmax predictions of ``model`` on uint8 ``images`` (N,3,H,W), in batches (01, 02, 03, 05).
 
     Each batch goes to the model's device, is normalised with :func:`helpers.loader.normalize`
-    (``mean``/``std`` as in training) and run under ``torch.no_grad()`` and
-    :func:`helpers.device.autocast` (bf16 on CUDA, fp32 on the CPU); probabilities are taken in
-    float32. The model runs in eval mode; its previous train/eval mode is restored afterwards.
+    (``mean``/``std`` as in training) and run under ``torch.no_grad()`` in fp32, as every report
+    evaluated (``precision="bf16"``: bf16 autocast, CUDA only); probabilities are taken in float32. The model runs in eval mode; its previous train/eval mode is restored afterwards.
     The result does not depend on ``batch_size`` (beyond float rounding on a GPU).
 
     ``views`` names test-time augmentations from :data:`TTA_VIEWS`; with more than one, the
@@ -162,7 +161,7 @@ def predict(model: nn.Module, images, labels=None, *, mean, std, batch_size: int
                 x = normalize(images[start : start + batch_size].to(device, non_blocking=True), mean, std)
                 probs = 0
                 for view in views:
-                    with autocast(device):
+                    with autocast(device, precision):
                         logits = model(TTA_VIEWS[view](x))
                     probs = probs + logits.float().softmax(dim=1)
                 chunks.append((probs / len(views)).cpu())

@@ -6,9 +6,10 @@
   "0.5567 GFLOPs" for ResNet-18 is in MACs. Only convolutions and matrix products are counted;
   BatchNorm, ReLU, pooling and the residual additions are memory-bound and add well under 1%.
 - :class:`GradientRecorder`, :class:`UpdateRecorder` -- every ``every`` optimiser steps, per
-  layer: gradient statistics (after ``backward``) and the weight change since the previous
-  record (after the optimiser step). ``helpers.train.fit`` runs them when a config has
-  ``record_every > 0`` and stores their tables with the run, so plots re-draw without retraining.
+  layer: gradient statistics (after ``backward``), the weight change since the previous record
+  and the largest |weight| (after the optimiser step). ``helpers.train.fit`` runs them when a
+  config has ``record_every > 0`` and stores their tables with the run, so plots re-draw without
+  retraining. :func:`weight_check` reads report 003's "all values < 1.0" off them.
 - :func:`log_run` -- copy a finished run's history and records to TensorBoard or Weights &
   Biases (offline), when installed. The run folder's CSV/JSON files are always written anyway.
 
@@ -26,8 +27,11 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 # Gradient flags (04): a layer's mean |gradient| below VANISH or its gradient norm above EXPLODE.
-VANISH = 1e-7
+# Report 003: "No vanishing gradients (all layers maintain > 10^-6)", "max gradients < 10^1".
+VANISH = 1e-6
 EXPLODE = 10.0
+# Report 003: "no weight explosion (all values < 1.0)": the largest |weight| of every layer stays below.
+WEIGHT_LIMIT = 1.0
 
 
 def flops(model: nn.Module, input_size=(3, 32, 32)) -> tuple[pd.DataFrame, dict]:
@@ -114,10 +118,11 @@ class UpdateRecorder:
     Call :meth:`after_step` after each ``optimizer.step()``; at steps ``every, 2*every, ...`` it
     records per layer the L2 norm of the weight change since the previous record (the first
     record: since the recorder was made, i.e. since initialisation), that norm relative to the
-    weight's norm, and the weight's mean and standard deviation.
+    weight's norm, the weight's mean and standard deviation, and its largest absolute value
+    (``weight_max_abs``, for report 003's "all values < 1.0"; see :func:`weight_check`).
     """
 
-    columns = ("update_norm", "relative_update", "weight_norm", "weight_mean", "weight_std")
+    columns = ("update_norm", "relative_update", "weight_norm", "weight_mean", "weight_std", "weight_max_abs")
 
     def __init__(self, model: nn.Module, every: int = 100):
         self.every, self.layers, self.rows = _interval(every), layers(model), []
@@ -130,7 +135,7 @@ class UpdateRecorder:
         for i, (_, p) in enumerate(self.layers):
             w = p.detach()
             update, norm = (w - self.previous[i]).norm(), w.norm()
-            stats.append(torch.stack([update, update / norm, norm, w.mean(), w.std()]))
+            stats.append(torch.stack([update, update / norm, norm, w.mean(), w.std(), w.abs().max()]))
             self.previous[i].copy_(w)
         values = torch.stack(stats).tolist()
         self.rows += [dict(step=step, epoch=epoch, layer=name, **dict(zip(self.columns, v)))
@@ -160,6 +165,29 @@ def gradient_ranges(gradients: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def weight_check(runs: dict, limit: float = WEIGHT_LIMIT) -> pd.DataFrame:
+    """Report 003's "no weight explosion (all values < 1.0)", one row per run (04).
+
+    ``runs``: name -> ``helpers.train.Run``. The largest |weight| of any conv / linear layer over
+    the run's update records (``weight_max_abs``) and its current weights, where it was, and
+    whether it stays below ``limit``. Runs without records (or recorded before the column
+    existed) are checked on their current weights only, and say so.
+    """
+    rows = {}
+    for name, run in runs.items():
+        found = [(p.detach().abs().max().item(), layer, f"{run.weights} weights") for layer, p in layers(run.model)]
+        updates = run.updates
+        recorded = updates is not None and "weight_max_abs" in updates
+        if recorded:
+            r = updates.loc[updates["weight_max_abs"].idxmax()]
+            found.append((float(r["weight_max_abs"]), r["layer"], f"step {int(r['step'])} (epoch {int(r['epoch'])})"))
+        largest, layer, when = max(found, key=lambda f: f[0])
+        rows[name] = {"largest |weight|": largest, "layer": layer, "when": when,
+                      "checked": "records and weights" if recorded else "weights only (no records)",
+                      f"all < {limit:g}": largest < limit}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def update_ranking(updates: pd.DataFrame) -> pd.DataFrame:
     """Layers ranked by their mean relative update over training, largest first (04)."""
     g = updates.groupby("layer", sort=False)
@@ -174,6 +202,7 @@ def update_ranking(updates: pd.DataFrame) -> pd.DataFrame:
 # --- experiment logging ----------------------------------------------------------------------------
 
 LOGGERS = ("none", "tensorboard", "wandb")
+RECORD_VALUE = {"gradients": "norm", "updates": "relative_update"}  # the number logged per layer and record
 
 
 def log_run(run, to: str = "none", log_dir: str | Path | None = None, name: str | None = None) -> Path | None:
@@ -202,9 +231,8 @@ def log_run(run, to: str = "none", log_dir: str | Path | None = None, name: str 
                 for column in history.columns.drop("epoch"):  # train_*, val_* or test_*, lr, seconds
                     writer.add_scalar(f"epoch/{column}", getattr(row, column), int(row.epoch))
             for kind, df in records.items():
-                value = "norm" if kind == "gradients" else "relative_update"
                 for row in df.itertuples(index=False):
-                    writer.add_scalar(f"{kind}/{row.layer}", getattr(row, value), int(row.step))
+                    writer.add_scalar(f"{kind}/{row.layer}", getattr(row, RECORD_VALUE[kind]), int(row.step))
         return folder
     try:
         import wandb
@@ -213,6 +241,13 @@ def log_run(run, to: str = "none", log_dir: str | Path | None = None, name: str 
     folder.mkdir(parents=True, exist_ok=True)
     with wandb.init(project="cnn-cifar-course", name=name, dir=str(folder), mode="offline",
                     config=run.info.get("config", {})) as wb:
+        # per-epoch rows and per-step records each on their own x axis, as in the TensorBoard branch
+        wb.define_metric("epoch/*", step_metric="epoch")
         for row in history.to_dict("records"):
-            wb.log({f"epoch/{k}": v for k, v in row.items()})
+            wb.log({"epoch": int(row["epoch"]), **{f"epoch/{k}": v for k, v in row.items() if k != "epoch"}})
+        for kind, df in records.items():
+            wb.define_metric(f"{kind}/*", step_metric=f"{kind}_step")
+            for step, group in df.groupby("step", sort=True):
+                wb.log({f"{kind}_step": int(step),
+                        **{f"{kind}/{layer}": v for layer, v in zip(group["layer"], group[RECORD_VALUE[kind]])}})
     return folder

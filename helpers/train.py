@@ -30,7 +30,7 @@ from . import DATA_DIR
 from . import store
 from .config import MIXERS, TrainConfig
 from .data import CIFAR10_MEAN, CIFAR10_STD, Dataset, split_indices
-from .device import autocast, environment, pick_device, rng_state, seed_everything, set_rng_state
+from .device import autocast, check_precision, environment, pick_device, rng_state, seed_everything, set_rng_state
 from .loader import Augment, BatchLoader
 from .models import build_model
 
@@ -41,7 +41,7 @@ class Run:
 
     config: TrainConfig
     model: nn.Module           # eval mode, on `device`; weights per `weights`
-    history: pd.DataFrame      # epoch, train_loss, train_acc, <split>_loss, <split>_acc, lr, seconds
+    history: pd.DataFrame      # epoch, train_loss, train_acc, <split>_loss, <split>_acc, lr, lr_end, seconds
     path: Path
     device: torch.device
     cached: bool               # True when loaded from the run cache without training
@@ -104,8 +104,8 @@ def make_loaders(config: TrainConfig, data: Dataset, device: torch.device):
         train_idx, val_idx = None, None
         val_images, val_labels = data.test_images, data.test_labels
     train = BatchLoader(data.train_images, data.train_labels, config.batch_size, mean=mean, std=std,
-                        augment=Augment(**config.augment), shuffle=True, device=device,
-                        seed=config.seed, indices=train_idx)
+                        augment=Augment(**config.augment), shuffle=True, drop_last=config.drop_last,
+                        device=device, seed=config.seed, indices=train_idx)
     val = BatchLoader(val_images, val_labels, 500, mean=mean, std=std, shuffle=False,
                       device=device, indices=val_idx)
     return train, val
@@ -129,8 +129,32 @@ def make_scheduler(opt, config: TrainConfig, steps_per_epoch: int):
         return S.MultiStepLR(opt, milestones=[m * unit for m in config.milestones], gamma=config.gamma)
     if config.schedule == "cosine":
         return S.CosineAnnealingLR(opt, T_max=config.epochs * unit)
-    # OneCycle is defined over the whole run in batches (torch's defaults: 30% warm-up, cosine)
-    return S.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch)
+    # OneCycle is defined over the whole run in batches (torch's defaults: 30% warm-up, cosine). Momentum
+    # stays at config.momentum: report 000 states momentum 0.9, and torch would cycle it 0.85-0.95.
+    return S.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, cycle_momentum=False)
+
+
+def lr_trace(config: TrainConfig, steps_per_epoch: int) -> list[tuple[float, float]]:
+    """(LR an epoch starts with, LR in force after its scheduler steps) for every epoch, from the
+    schedule alone (no training): fills ``lr_end`` for runs cached before the column existed."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr, momentum=config.momentum)
+    sched = make_scheduler(opt, config, steps_per_epoch)
+    out = []
+    for _ in range(config.epochs):
+        start = opt.param_groups[0]["lr"]
+        for _ in range(steps_per_epoch if config.step_per == "batch" else 1):
+            opt.step()
+            sched.step()
+        out.append((start, opt.param_groups[0]["lr"]))
+    return out
+
+
+def batches_per_epoch(config: TrainConfig, data: Dataset) -> int:
+    """Optimiser steps in one epoch: the train part of the split in batches (drop_last: full ones only)."""
+    n = len(data.train_labels)
+    if config.val_fraction > 0:
+        n = len(split_indices(n, config.val_fraction, config.split_seed)[0])
+    return n // config.batch_size if config.drop_last else -(-n // config.batch_size)
 
 
 def build(config: TrainConfig, num_classes: int, device: torch.device) -> nn.Module:
@@ -138,22 +162,23 @@ def build(config: TrainConfig, num_classes: int, device: torch.device) -> nn.Mod
     seed_everything(config.seed, config.deterministic)
     model = build_model(config.model, num_classes=num_classes, width=config.width, **config.model_kwargs)
     model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)  # NHWC convs are faster on tensor cores
+    if config.precision == "bf16":  # the CUDA speed option: NHWC convs are faster on tensor cores
+        model = model.to(memory_format=torch.channels_last)
     return model
 
 
 # --- one epoch ------------------------------------------------------------------------------
 
 @torch.no_grad()
-def loss_and_accuracy(model: nn.Module, loader: BatchLoader) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of a model over a loader (every epoch of every run)."""
+def loss_and_accuracy(model: nn.Module, loader: BatchLoader, precision: str = "fp32") -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of a model over a loader (every epoch of every run), in the
+    run's precision."""
     model.eval()
     device = next(model.parameters()).device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     for x, y in loader:
-        with autocast(device):
+        with autocast(device, precision):
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
@@ -176,12 +201,12 @@ def train_epoch(model, loader, opt, sched, config, num_classes, mix_generator, r
     mix_params = {k: v for k, v in config.mix.items() if k != "kind"} if config.mix else {}
     first_step = epoch * len(loader)
     for i, (x, y) in enumerate(loader):
-        if device.type == "cuda":
+        if config.precision == "bf16":
             x = x.contiguous(memory_format=torch.channels_last)
         target = y
         if mixer is not None:
             x, target = mixer(x, y, num_classes, mix_generator, **mix_params)
-        with autocast(device):
+        with autocast(device, config.precision):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), target, label_smoothing=config.label_smoothing)
         opt.zero_grad(set_to_none=True)
@@ -213,6 +238,7 @@ def fit(config: TrainConfig, data: Dataset, *, root: str | Path | None = None, f
     A stored file that holds anything but tensors and numbers is refused (``store.UnsafeFile``).
     """
     device = pick_device(config.device)
+    check_precision(config.precision, device)  # bf16 with device "auto" on a machine without CUDA
     check_data(config, data)
     path = run_path(config, data, DATA_DIR if root is None else root)
     try:
@@ -222,7 +248,10 @@ def fit(config: TrainConfig, data: Dataset, *, root: str | Path | None = None, f
             if not force:
                 try:
                     info = store.verify_run(path)
-                    if info is not None:
+                    why = info is not None and outdated(config, info)
+                    if why:
+                        store.move_aside(path, f"{path.name}: {why}", "training again")
+                    elif info is not None:
                         return load_run(config, data, path, info, device)
                 except store.DamagedRun as e:
                     store.move_aside(path, str(e), "training again")
@@ -241,6 +270,25 @@ def check_data(config: TrainConfig, data: Dataset) -> None:
         raise ValueError(f"{data!r} has no test images to validate on (val_fraction=0 validates on the test split)")
 
 
+# Bumped when the engine starts training a config differently; manifests record it. Engine 2: fp32
+# unless precision="bf16" (engine 1 used bf16 autocast on every CUDA run), OneCycle without momentum cycling.
+ENGINE = 2
+
+
+def outdated(config: TrainConfig, info: dict) -> str | None:
+    """Why a cached run no longer is what today's engine trains for its config, or None.
+
+    Runs from engine 1 keep their folders (and keys) where nothing changed for them: fp32 runs
+    off CUDA with any schedule but OneCycle."""
+    if info.get("engine", 1) >= ENGINE:
+        return None
+    if config.schedule == "onecycle":
+        return "trained with OneCycle cycling momentum 0.85-0.95 (today: constant, as report 000 states)"
+    if str(info.get("environment", {}).get("device", "")).startswith("cuda"):
+        return "trained in bf16 autocast, before precision was a setting (today: fp32 unless precision='bf16')"
+    return None
+
+
 def load_run(config, data, path, info, device) -> Run:
     model = build(config, data.num_classes, device)
     weights = store.load_tensors(path / "final.pt", path / "final.pt", map_location=device)
@@ -251,6 +299,9 @@ def load_run(config, data, path, info, device) -> Run:
                                f"({store.one_line(e, 160)})") from None
     model.eval()
     history = pd.read_csv(path / "history.csv")
+    if "lr_end" not in history:  # cached before the column existed: the schedule gives it exactly
+        ends = [end for _, end in lr_trace(config, batches_per_epoch(config, data))]
+        history.insert(history.columns.get_loc("lr") + 1, "lr_end", ends[: len(history)])
     return Run(config, model, history, path, device, cached=True, info=info)
 
 
@@ -284,7 +335,7 @@ class Trainee:
         records = self.recorders and dict(gradients=self.recorders[0].rows, updates=self.recorders[1].state())
         return dict(model=self.model.state_dict(), optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
                     rows=done.rows, epoch=done.epoch, best_acc=done.best_acc, best_state=done.best_state,
-                    rng=rng_state(), records=records)
+                    rng=rng_state(), records=records, engine=ENGINE)
 
     def load_state(self, ckpt: dict) -> Progress:
         self.model.load_state_dict(ckpt["model"])
@@ -308,11 +359,14 @@ def start_or_resume(config: TrainConfig, data: Dataset, path: Path, device: torc
     if not ckpt_file.exists():
         return trainee, Progress([])
     try:
-        done = trainee.load_state(store.load_checked(ckpt_file, device))
+        ckpt = store.load_checked(ckpt_file, device)
+        if ckpt.get("engine", 1) != ENGINE:  # its scheduler state and rows follow the old rules
+            raise ValueError(f"written by training engine {ckpt.get('engine', 1)}; today's is {ENGINE}")
+        done = trainee.load_state(ckpt)
     except store.UnsafeFile:
         raise
-    except Exception as e:  # a damaged checkpoint only costs the epochs it held
-        store.move_aside(ckpt_file, f"{ckpt_file}: unreadable checkpoint ({store.one_line(e, 120)})",
+    except Exception as e:  # a damaged or outdated checkpoint only costs the epochs it held
+        store.move_aside(ckpt_file, f"{ckpt_file}: cannot resume from it ({store.one_line(e, 120)})",
                          "training from epoch 1")
         return Trainee(config, data.num_classes, device, steps_per_epoch), Progress([])
     print(f"Resuming {path.name} after epoch {done.epoch}/{config.epochs}", flush=True)
@@ -336,9 +390,12 @@ def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.devi
         train_loss, train_acc = train_epoch(t.step_model, train_loader, t.opt, t.sched, config, data.num_classes,
                                             mix_gen, t.recorders, epoch)
         seconds = time.perf_counter() - t0
-        eval_loss, eval_acc = loss_and_accuracy(t.step_model, val_loader)
+        eval_loss, eval_acc = loss_and_accuracy(t.step_model, val_loader, config.precision)
+        # lr: the LR the epoch started with; lr_end: the one in force after its scheduler step(s), the
+        # value report 003 logs per epoch ("Epoch 1: 0.1494" for 0.15 over 25 epochs)
         done.rows.append({"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
-                          f"{split}_loss": eval_loss, f"{split}_acc": eval_acc, "lr": lr, "seconds": seconds})
+                          f"{split}_loss": eval_loss, f"{split}_acc": eval_acc, "lr": lr,
+                          "lr_end": t.opt.param_groups[0]["lr"], "seconds": seconds})
         if eval_acc > done.best_acc:
             done.best_acc = eval_acc
             done.best_state = {k: v.detach().clone() for k, v in t.model.state_dict().items()}
@@ -364,7 +421,7 @@ def finish_run(config: TrainConfig, data: Dataset, path: Path, device: torch.dev
         files += ["gradients.csv", "updates.csv"]
     acc = history[f"{config.eval_split}_acc"]
     info = store.write_manifest(path, dict(
-        config=config.key_dict(), data=data.name, data_fingerprint=data.fingerprint(),
+        config=config.key_dict(), engine=ENGINE, data=data.name, data_fingerprint=data.fingerprint(),
         environment=environment(device, config.deterministic), best_epoch=int(acc.idxmax()) + 1,
         best_acc=float(acc.max()), best_split=config.eval_split, train_seconds=float(history["seconds"].sum()),
         finished=time.strftime("%Y-%m-%d %H:%M:%S")), files)

@@ -250,6 +250,26 @@ def test_predict_equals_manual_loop(cnn_and_images):
     np.testing.assert_array_equal(p.correct, p.pred == np.arange(23) % 10)
 
 
+def test_predict_bf16_is_a_cuda_only_choice(cnn_and_images):
+    model, images = cnn_and_images
+    with pytest.raises(ValueError, match="precision 'bf16' .*runs on CUDA only"):
+        E.predict(model, images, mean=(0.5,) * 3, std=(0.25,) * 3, precision="bf16")
+    with pytest.raises(ValueError, match="valid: fp32, bf16"):
+        E.predict(model, images, mean=(0.5,) * 3, std=(0.25,) * 3, precision="fp16")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA: fp32 vs bf16 evaluation needs a GPU")
+def test_predict_is_fp32_on_cuda_unless_told(cnn_and_images, monkeypatch):
+    model, images = cnn_and_images
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)   # plain fp32 convolutions, to compare
+    cpu = E.predict(model, images, mean=(0.5,) * 3, std=(0.25,) * 3)
+    gpu = E.predict(model.cuda(), images, mean=(0.5,) * 3, std=(0.25,) * 3)
+    bf16 = E.predict(model, images, mean=(0.5,) * 3, std=(0.25,) * 3, precision="bf16")
+    model.cpu()
+    np.testing.assert_allclose(gpu.probs, cpu.probs, atol=1e-4)      # fp32 on both
+    assert np.abs(bf16.probs - cpu.probs).max() > 1e-4                # bf16 keeps ~3 significant digits
+
+
 @pytest.mark.parametrize("batch_size", [1, 7, 23])
 def test_predict_batch_size_does_not_matter(cnn_and_images, batch_size):
     model, images = cnn_and_images

@@ -82,6 +82,36 @@ def test_update_is_the_change_since_the_last_record():
     assert row["update_norm"] == pytest.approx((model.weight - start).norm().item())
     assert row["relative_update"] == pytest.approx(row["update_norm"] / model.weight.norm().item())
     assert row["weight_std"] == pytest.approx(model.weight.std().item())
+    assert row["weight_max_abs"] == pytest.approx(model.weight.abs().max().item())
+
+
+def test_vanishing_threshold_is_report_003s():
+    # report 003: "No vanishing gradients (all layers maintain > 10^-6)"
+    g = pd.DataFrame(dict(step=1, epoch=1, layer=["a", "b", "c"], mean_abs=[5e-7, 1.5e-6, 0.01], max_abs=1.0, norm=1.0))
+    assert I.VANISH == 1e-6 and I.flag(g)["vanishing"].tolist() == [True, False, False]
+
+
+class FakeRun:
+    """What weight_check reads of a helpers.train.Run: the model, its weights' name and update records."""
+
+    def __init__(self, model, updates=None, weights="final"):
+        self.model, self.updates, self.weights = model, updates, weights
+
+
+def test_weight_check_reads_records_and_final_weights():
+    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2))
+    with torch.no_grad():
+        model[0].weight.fill_(0.2)
+        model[1].weight.fill_(-0.7)   # largest |w| of the final weights: 0.7, in layer "1"
+    records = pd.DataFrame(dict(step=[10, 10, 20, 20], epoch=[1, 1, 2, 2], layer=["0", "1", "0", "1"],
+                                weight_max_abs=[0.3, 0.5, 1.2, 0.6]))  # layer "0" passed 1.0 at step 20
+    table = I.weight_check({"recorded": FakeRun(model, records), "unrecorded": FakeRun(model)})
+    assert table.loc["recorded", "largest |weight|"] == 1.2 and table.loc["recorded", "layer"] == "0"
+    assert table.loc["recorded", "when"] == "step 20 (epoch 2)" and not table.loc["recorded", "all < 1"]
+    assert table.loc["unrecorded", "largest |weight|"] == pytest.approx(0.7) and table.loc["unrecorded", "layer"] == "1"
+    assert table.loc["unrecorded", "all < 1"] and table.loc["unrecorded", "checked"] == "weights only (no records)"
+    old = records.drop(columns="weight_max_abs")   # recorded before the column existed
+    assert I.weight_check({"old": FakeRun(model, old)}).loc["old", "checked"] == "weights only (no records)"
 
 
 def test_flags_and_tables():
@@ -95,7 +125,7 @@ def test_flags_and_tables():
     ranges = I.gradient_ranges(flagged)
     assert ranges.loc["b", "norm max"] == 50.0 and ranges.loc["a", "vanishing records"] == 1
     u = pd.DataFrame(dict(step=[1, 1], epoch=1, layer=["a", "b"], update_norm=1.0, relative_update=[0.01, 0.5],
-                          weight_norm=1.0, weight_mean=0.0, weight_std=0.1))
+                          weight_norm=1.0, weight_mean=0.0, weight_std=0.1, weight_max_abs=0.3))
     assert I.update_ranking(u).index.tolist() == ["b", "a"]
 
 
@@ -203,3 +233,41 @@ def test_missing_logger_package_says_how_to_install(tmp_path, small_data, monkey
     monkeypatch.setattr(builtins, "__import__", no_wandb)
     with pytest.raises(ImportError, match="pip install wandb"):
         I.log_run(run, to="wandb")
+
+
+def test_wandb_log_has_the_history_and_records(tmp_path, small_data, monkeypatch):
+    """A stand-in wandb module records what log_run sends (wandb itself is not a dependency)."""
+    import sys
+    import types
+
+    calls = {"init": [], "define": [], "log": []}
+
+    class FakeWandbRun:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def define_metric(self, name, step_metric=None):
+            calls["define"].append((name, step_metric))
+
+        def log(self, row):
+            calls["log"].append(dict(row))
+
+    def init(**kwargs):
+        calls["init"].append(kwargs)
+        return FakeWandbRun()
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init))
+    run = fit(RECORDED, small_data, root=tmp_path, progress=False)
+    assert I.log_run(run, to="wandb") == run.path / "wandb"
+    assert calls["init"][0]["mode"] == "offline" and calls["init"][0]["dir"] == str(run.path / "wandb")
+    assert ("gradients/*", "gradients_step") in calls["define"] and ("updates/*", "updates_step") in calls["define"]
+    epochs = [row for row in calls["log"] if "epoch" in row]
+    assert [row["epoch/val_acc"] for row in epochs] == pytest.approx(run.history["val_acc"].tolist())
+    for kind, value in (("gradients", "norm"), ("updates", "relative_update")):
+        logged = {(row[f"{kind}_step"], key.split("/", 1)[1]): v for row in calls["log"] if f"{kind}_step" in row
+                  for key, v in row.items() if key.startswith(f"{kind}/")}
+        df = getattr(run, kind)
+        assert logged == pytest.approx({(s, layer): v for s, layer, v in zip(df["step"], df["layer"], df[value])})

@@ -33,16 +33,9 @@ def same_weights(a: torch.nn.Module, b: torch.nn.Module):
 # --- learning rate rules, checked against the numbers the reports print ---------------------
 
 def lrs_after_each_epoch(config: TrainConfig, steps_per_epoch: int = 10) -> list[float]:
-    """LR after each epoch's scheduler steps, as report 003's table lists them (epoch 1 = after one epoch)."""
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr, momentum=0.9)
-    sched = make_scheduler(opt, config, steps_per_epoch)
-    out = []
-    for _ in range(config.epochs):
-        for _ in range(steps_per_epoch if config.step_per == "batch" else 1):
-            opt.step()
-            sched.step()
-        out.append(opt.param_groups[0]["lr"])
-    return out
+    """LR after each epoch's scheduler steps, as report 003's table lists them (epoch 1 = after one epoch);
+    T.lr_trace is also what fills lr_end for runs cached before the column existed."""
+    return [end for _, end in T.lr_trace(config, steps_per_epoch)]
 
 
 @pytest.mark.parametrize("lr,table", [
@@ -74,6 +67,30 @@ def test_multistep_matches_report_001():
     assert used[24] == pytest.approx(0.1) and used[25] == pytest.approx(0.01) and used[40] == pytest.approx(0.001)
 
 
+def test_onecycle_keeps_momentum_at_the_reports_value():
+    # report 000: "SGD with momentum 0.9"; torch's OneCycle would cycle it between 0.85 and 0.95
+    cfg = TrainConfig(lr=0.01, epochs=4, schedule="onecycle", step_per="batch", momentum=0.9)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr, momentum=cfg.momentum)
+    sched = make_scheduler(opt, cfg, 10)
+    seen = set()
+    for _ in range(39):
+        opt.step()
+        sched.step()
+        seen.add(opt.param_groups[0]["momentum"])
+    assert seen == {0.9}
+
+
+def test_lr_trace_is_what_training_logs(tmp_path, data):
+    # lr_end fills cached histories from before the column: it must equal what training records
+    for config in (TINY.replace(schedule="cosine", epochs=3, drop_last=True),
+                   TINY.replace(schedule="onecycle", step_per="batch", epochs=2, val_fraction=0.0)):
+        run = fit(config, data, root=tmp_path, progress=False)
+        train_loader, _ = T.make_loaders(config, data, torch.device("cpu"))
+        assert T.batches_per_epoch(config, data) == len(train_loader)
+        trace = T.lr_trace(config, len(train_loader))
+        assert run.history[["lr", "lr_end"]].to_numpy().ravel().tolist() == pytest.approx([v for t in trace for v in t])
+
+
 def test_onecycle_matches_report_000_rule():
     # OneCycle with max lr 0.01 over 40 epochs, per batch: starts at max/25, peaks at 30%, ends near 0
     steps = 20
@@ -97,11 +114,12 @@ def test_fit_learns_and_records_history(tmp_path):
     config = TINY.replace(epochs=4, lr=0.05, step_size=3, model_kwargs={"batch_norm": True}, val_fraction=0.2)
     run = fit(config, data, root=tmp_path, progress=False)
     h = run.history
-    assert list(h.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+    assert list(h.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "lr_end", "seconds"]
     assert list(h.epoch) == [1, 2, 3, 4] and not run.cached
     assert h.train_loss.iloc[-1] < h.train_loss.iloc[0]
     assert h.val_acc.max() > 0.2  # chance is 0.1
     assert h.lr.tolist() == pytest.approx([0.05, 0.05, 0.05, 0.005])  # StepLR every 3 epochs
+    assert h.lr_end.tolist() == pytest.approx([0.05, 0.05, 0.005, 0.005])  # after each epoch's step
     assert (run.path / "run.json").exists() and not (run.path / "checkpoint.pt").exists()
 
 
@@ -208,3 +226,107 @@ def test_pick_device(monkeypatch):
     assert pick_device("auto") == torch.device("cpu")
     with pytest.raises(ValueError, match="no CUDA GPU found"):
         pick_device("cuda")
+
+
+def test_history_lr_end_follows_report_003_convention(tmp_path, data):
+    # report 003 logs the LR after each epoch's step: "Epoch 1: 0.1494, Epoch 5: 0.1357" for 0.15 over
+    # 25 epochs; check the same rule on a 5-epoch cosine by hand: lr_end(k) = 0.075 * (1 + cos(pi k / 5))
+    run = fit(TINY.replace(lr=0.15, epochs=5, schedule="cosine", width=0.125), data, root=tmp_path, progress=False)
+    expected = [0.075 * (1 + math.cos(math.pi * k / 5)) for k in range(1, 6)]
+    assert run.history.lr_end.tolist() == pytest.approx(expected, abs=1e-12)
+    assert run.history.lr.tolist() == pytest.approx([0.15] + expected[:-1], abs=1e-12)
+
+
+def rewrite_manifest(path, change):
+    """Edit a finished run's files as an older engine would have left them, keeping the checksums valid."""
+    import json
+    from helpers import store
+
+    info = json.loads((path / "run.json").read_text())
+    change(info, path)
+    store.write_manifest(path, info, list(info["files"]))
+
+
+def test_cached_history_without_lr_end_gets_it_from_the_schedule(tmp_path, data):
+    first = fit(TINY, data, root=tmp_path, progress=False)
+
+    def old_history(info, path):
+        (path / "history.csv").write_text(first.history.drop(columns="lr_end").to_csv(index=False))
+    rewrite_manifest(first.path, old_history)
+    again = fit(TINY, data, root=tmp_path, progress=False)
+    assert again.cached and list(again.history.columns) == list(first.history.columns)
+    assert again.history.lr_end.tolist() == pytest.approx(first.history.lr_end.tolist())
+
+
+@pytest.mark.parametrize("config,device,retrained", [
+    (TINY.replace(schedule="onecycle", step_per="batch", epochs=1), "cpu", True),   # momentum cycled then
+    (TINY.replace(epochs=1), "cuda:0", True),                                       # bf16 on every CUDA run then
+    (TINY.replace(epochs=1), "cpu", False),                                         # nothing changed for it
+])
+def test_runs_of_the_older_engine_are_retrained_only_where_it_differs(tmp_path, data, config, device, retrained):
+    first = fit(config, data, root=tmp_path, progress=False)
+
+    def engine_1(info, path):
+        info.pop("engine")
+        info["environment"]["device"] = device
+    rewrite_manifest(first.path, engine_1)
+    if retrained:
+        with pytest.warns(UserWarning, match="training again"):
+            again = fit(config, data, root=tmp_path, progress=False)
+        assert not again.cached and again.info["engine"] == T.ENGINE
+        assert len(list((tmp_path / "runs").glob("*.broken-*"))) == 1
+    else:
+        assert fit(config, data, root=tmp_path, progress=False).cached
+
+
+def test_precision_and_drop_last_join_the_key_only_when_set(tmp_path, data):
+    assert "precision" not in TINY.key_dict() and "drop_last" not in TINY.key_dict()  # old fp32 runs keep their folder
+    bf16 = TINY.replace(device="cuda", precision="bf16")  # a config may name CUDA anywhere; fitting it needs one
+    assert bf16.key_dict()["precision"] == "bf16"
+    assert T.run_path(bf16, data, tmp_path) != T.run_path(TINY, data, tmp_path)
+    dropped = TINY.replace(drop_last=True)
+    assert dropped.key_dict()["drop_last"] is True and T.run_path(dropped, data, tmp_path) != T.run_path(TINY, data, tmp_path)
+    train, _ = T.make_loaders(dropped, data, torch.device("cpu"))
+    assert len(train) == 320 // 32 and T.make_loaders(TINY.replace(batch_size=48), data, torch.device("cpu"))[0].__len__() == 7
+
+
+def test_bf16_is_refused_off_cuda(tmp_path, data, monkeypatch):
+    from helpers.device import autocast
+
+    with pytest.raises(ValueError, match="precision 'bf16' .*runs on CUDA only"):
+        TINY.replace(precision="bf16")             # device "cpu": refused when the config is made
+    with pytest.raises(ValueError, match="unknown precision 'half'; valid: fp32, bf16"):
+        TINY.replace(precision="half")
+    with pytest.raises(ValueError, match="runs on CUDA only"):
+        autocast(torch.device("cpu"), "bf16")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(T, "train_run", lambda *a, **k: pytest.fail("started training"))
+    with pytest.raises(ValueError, match="runs on CUDA only"):
+        fit(TINY.replace(device="auto", precision="bf16"), data, root=tmp_path, progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA: the bf16 path (autocast + channels_last) needs a GPU")
+def test_bf16_trains_on_cuda_in_channels_last(tmp_path, data):
+    run = fit(TINY.replace(device="cuda", precision="bf16", epochs=1), data, root=tmp_path, progress=False)
+    conv = next(p for p in run.model.parameters() if p.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    fp32 = fit(TINY.replace(device="cuda", epochs=1), data, root=tmp_path, progress=False)
+    assert next(p for p in fp32.model.parameters() if p.dim() == 4).is_contiguous()
+    assert run.path != fp32.path
+
+
+def test_a_checkpoint_of_the_older_engine_is_not_resumed(tmp_path, data, interrupt_epoch):
+    config = TINY.replace(schedule="onecycle", step_per="batch")
+    interrupt_epoch(2)
+    with pytest.raises(interrupt_epoch.Interrupt):
+        fit(config, data, root=tmp_path, progress=False)
+    interrupt_epoch.restore()
+    ckpt_file = T.run_path(config, data, tmp_path) / "checkpoint.pt"
+    from helpers import store
+
+    ckpt = store.load_checked(ckpt_file, torch.device("cpu"))
+    del ckpt["engine"]   # as engine 1 wrote them: its OneCycle state still cycles momentum
+    store.save_checked(ckpt, ckpt_file)
+    with pytest.warns(UserWarning, match="written by training engine 1"):
+        run = fit(config, data, root=tmp_path, progress=False)
+    same_history(run.history, fit(config, data, root=tmp_path / "fresh", progress=False).history)

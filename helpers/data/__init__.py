@@ -8,6 +8,9 @@ Every notebook (01-05) starts with ``load_dataset(source)``. Sources (``SOURCES`
 - ``"folder:PATH"`` (:mod:`.folder`) an ImageFolder-style tree ``train/<class>/*``, ``test/<class>/*``,
   or a ``.tar``/``.tar.gz`` of one; decoded once, then cached as tensors under ``<root>/cache/``.
 
+Profiles ask for ``"auto"`` (:mod:`.auto`): the report's CIFAR when the data folder holds it or it can be
+downloaded, else the synthetic stand-in, as a :class:`DataChoice` that says why.
+
 :mod:`.dataset` holds the ``Dataset`` they all return, its subsets and the train/validation split.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import DATA_DIR
+from .auto import DataChoice, choose_source
 from .cifar import load_cifar
 from .dataset import SIZE, Dataset, split_indices
 from .folder import IMAGE_EXTENSIONS, load_folder, load_unlabelled
@@ -24,6 +28,7 @@ from .synthetic import SHAPES, SYNTH, TEXTURES, make_synthetic
 __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
+    "DataChoice",
     "IMAGE_EXTENSIONS",
     "SHAPES",
     "SIZE",
@@ -31,6 +36,7 @@ __all__ = [
     "SYNTH",
     "TEXTURES",
     "Dataset",
+    "choose_source",
     "load_dataset",
     "load_unlabelled",
     "make_synthetic",
