@@ -16,13 +16,14 @@ from .harness import random_model
 
 def step_fn(model: torch.nn.Module, opt: torch.optim.Optimizer, device: torch.device):
     """One SGD step exactly as ``helpers.train.train_epoch`` takes it (no CutMix, no scheduler):
-    channels_last input and bf16 autocast on CUDA, fp32 on the CPU; returns (logits, loss)."""
+    on CUDA with the speed option ``precision="bf16"`` (channels_last input, bf16 autocast), fp32
+    on the CPU; returns (logits, loss)."""
     from helpers.device import autocast
 
     def step(x, y):
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device):
+        with autocast(device, "bf16" if device.type == "cuda" else "fp32"):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
         opt.zero_grad(set_to_none=True)

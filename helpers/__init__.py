@@ -3,7 +3,7 @@
 One small module per concept; the notebooks in ``notebooks/`` call these functions and hold only
 the story and the figures. Read roughly in this order:
 
-- ``data``        data sources (synthetic, CIFAR-10/100, image folders) and the train/val split (a package)
+- ``data``        data sources (synthetic, CIFAR-10/100, image folders), "auto" choice, the train/val split
 - ``loader``      a batched, on-device augmentation loader (no DataLoader workers)
 - ``models``      the four model families of the reference reports; a layer table and memory estimate
 - ``cutmix``      CutMix for a training batch
@@ -11,7 +11,8 @@ the story and the figures. Read roughly in this order:
 - ``device``      device choice, seeds and RNG state, mixed precision, the run's environment record
 - ``store``       atomic writes, checksums, damaged files moved aside; the run folder and its lock
 - ``train``       ``fit``: the training engine with its run cache
-- ``profiles``    smoke / quick / full settings for each study
+- ``profiles``    smoke / quick / full settings for each study, its training runs and seeds
+- ``protocol``    the protocol card: each setting against the reference report's
 - ``evaluate``    predictions, accuracy tables, failure cases, model-vs-model changes, calibration
 - ``evidence``    paired comparisons with intervals and p-values, seeds, verdicts against the reports
 - ``cam``         Grad-CAM through pytorch-grad-cam, map spread and faithfulness scores

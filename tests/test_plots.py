@@ -84,7 +84,8 @@ def test_epoch_times_and_distribution():
 
 
 def test_confidence_figures_draw_their_inputs():
-    from helpers.evaluate import Predictions, calibration, risk_coverage
+    from helpers.confidence import calibration, risk_coverage
+    from helpers.evaluate import Predictions
 
     probs = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1]], np.float32)
     p = Predictions(probs=probs, pred=probs.argmax(1), conf=probs.max(1), labels=np.array([0, 0, 2, 1]))

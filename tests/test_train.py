@@ -1,5 +1,6 @@
 """The training engine: learning, the run cache, resume, determinism and the reports' LR rules."""
 
+import math
 
 import pandas as pd
 import pytest
