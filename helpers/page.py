@@ -295,7 +295,13 @@ def table(df, caption: str | None = None, *, digits: int = 3, index: bool = True
     head = " ".join(filter(None, [f"{label}." if label else None, caption]))
 
     def styled(escape: str, part: pd.DataFrame):
+        fn = tex if escape == "latex" else esc  # Styler leaves the axis names as they are
+        part = part.copy(deep=False)
+        part.index = part.index.set_names([None if n is None else fn(n) for n in part.index.names])
+        part.columns = part.columns.set_names([None if n is None else fn(n) for n in part.columns.names])
         s = part.style.format(formats, precision=digits, thousands=",", na_rep="—", escape=escape)
+        # headers too: format() escapes only the cells ("(%)" in a column name ends a LaTeX line)
+        s = s.format_index(escape=escape, axis=0).format_index(escape=escape, axis=1)
         return s if index else s.hide(axis="index")
 
     page_html = styled("html", df).set_table_attributes('class="dataframe"').to_html()
@@ -305,7 +311,7 @@ def table(df, caption: str | None = None, *, digits: int = 3, index: bool = True
               for i in range(0, max(len(df), 1), TABLE_ROWS)]
     body = "\n\\par\\smallskip\n".join(
         f"\\begin{{adjustbox}}{{max width=\\linewidth}}\n{b}\\end{{adjustbox}}" for b in blocks)
-    cap = f"{caption_latex(label, caption)}\\par\\smallskip\n" if head else ""
+    cap = f"{caption_latex(label, caption)}\\par\\nopagebreak\\smallskip\n" if head else ""
     page_latex = f"\\begin{{center}}\\small\\setlength{{\\tabcolsep}}{{4pt}}\n{cap}{body}\n\\end{{center}}"
     plain = (head + "\n" if head else "") + df.to_string(max_rows=20, max_cols=8)
     return Element(page_html, page_latex, plain)
@@ -331,11 +337,14 @@ def caption(label: str, text: str) -> Element:
     return Element(page_html, page_latex, f"{label}. {text}")
 
 
-def fit_tables() -> None:
-    """Give every DataFrame and Series a ``text/latex`` representation through :func:`table`, so a
-    plain ``display(df)`` fits the PDF page too (nbconvert would print its text repr, which
-    overflows); JupyterLab and the HTML report keep pandas' HTML (all notebooks; Figures calls it).
-    Like pandas' HTML, it shows the first ``display.max_rows`` rows and says how many it left out."""
+def setup() -> None:
+    """Make what a notebook shows without these elements print well too (all notebooks; Figures
+    calls it): every DataFrame and Series gets a ``text/latex`` representation through
+    :func:`table`, so a plain ``display(df)`` fits the PDF page (nbconvert would print its text
+    repr, which overflows), while JupyterLab and the HTML report keep pandas' HTML; the first
+    ``display.max_rows`` rows are shown, with a note of how many were left out. And the inline
+    backend draws figures at twice its resolution ("retina": 200 dpi, shown at the same size), so
+    a figure shown without ``Figures.show`` still prints sharply. Outside IPython it does nothing."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython comes with ipykernel
@@ -352,6 +361,10 @@ def fit_tables() -> None:
     formatter = shell.display_formatter.formatters["text/latex"]
     formatter.for_type(pd.DataFrame, latex)
     formatter.for_type(pd.Series, latex)
+    from matplotlib_inline.backend_inline import InlineBackend
+
+    # The config, not only the formatter: the inline backend re-reads it when it is switched on.
+    InlineBackend.instance().figure_formats = {"retina"}
 
 
 # --- figures and the metrics file -----------------------------------------------------------------
@@ -364,7 +377,7 @@ class Figures:
     twice). Numbers follow the order of first display; showing a name again (re-running a cell)
     keeps its number. ``table(df, name, caption)`` does the same for tables ("Table k.").
     ``save(fig, name)`` only writes the file (the inline backend then shows the figure, uncaptioned).
-    Creating one also calls :func:`fit_tables`."""
+    Creating one also calls :func:`setup`."""
 
     def __init__(self, output_dir: str | Path, dpi: int = DPI):
         self.folder = Path(output_dir) / "figures"
@@ -374,7 +387,7 @@ class Figures:
         self.numbers: dict[str, int] = {}       # figure name -> number, in order of first show
         self.table_numbers: dict[str, int] = {}
         self.key: str | None = None
-        fit_tables()
+        setup()
 
     def save(self, fig, name: str) -> None:
         """Write the figure as PNG; it is not displayed here. Returns None, so a cell that ends with

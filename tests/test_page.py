@@ -115,6 +115,16 @@ def test_long_table_breaks_into_blocks_that_each_fit():
     assert rows == [40, 40, 20]
 
 
+def test_table_headers_and_cells_are_escaped():
+    df = pd.DataFrame({"added (%)": [1.86], "a & b": ["x_1 <y>"]}, index=pd.Index(["res#1"], name="model_name"))
+    df.columns.name = "<metric>"
+    data = bundle(page.table(df))
+    assert r"model\_name" in data["text/latex"] and "&lt;metric&gt;" in data["text/html"]
+    assert r"added (\%)" in data["text/latex"] and r"a \& b" in data["text/latex"]
+    assert r"x\_1" in data["text/latex"] and r"res\#1" in data["text/latex"]
+    assert "a &amp; b" in data["text/html"] and "x_1 &lt;y&gt;" in data["text/html"]
+
+
 def test_series_and_missing_values():
     data = bundle(page.table(pd.Series({"a": 1.0, "b": None}, name="value")))
     assert "—" in data["text/latex"] and "—" in data["text/html"]
@@ -189,7 +199,7 @@ def test_plain_dataframe_display_gets_a_fitting_latex_repr():
 
     shell = InteractiveShell.instance()
     try:
-        page.fit_tables()
+        page.setup()
         df = pd.DataFrame({f"c{i}": range(100) for i in range(10)})
         data, _ = shell.display_formatter.format(df)
         assert r"\begin{adjustbox}{max width=\linewidth}" in data["text/latex"]
