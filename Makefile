@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PROFILE ?= quick
 
-.PHONY: reports test lab bench sync clean-runs
+.PHONY: reports screenshots test lab bench sync clean-runs
 
 # Installed once, again only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml
 
 reports: $(VENV)/.installed   ## run every notebook headless (PROFILE=quick) and write reports/
 	$(PY) -m helpers.runner --profile $(PROFILE)
+
+screenshots: $(VENV)/.installed   ## docs/index.png and docs/report-page.png from reports/$(PROFILE)/ (after make reports)
+	$(PY) -m helpers.runner --screenshots docs --profile $(PROFILE)
 
 test: $(VENV)/.installed      ## the test suite (smoke-profile notebooks included)
 	$(PY) -m pytest

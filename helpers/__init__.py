@@ -18,8 +18,14 @@ the story and the figures. Read roughly in this order:
 - ``cam``         Grad-CAM through pytorch-grad-cam, map spread and faithfulness scores
 - ``stress``      notebook 01's Grad-CAM-on-the-object measurement
 - ``instrument``  notebook 04's FLOPs, gradient and weight-update records, experiment logs
-- ``plots``       the notebooks' figures and their metrics file
-- ``export``      HTML / PDF exports of an executed notebook and the index page
+- ``plots``       the notebooks' figures
+- ``page``        what a notebook displays for its report: title block, summary and verdict boxes,
+                  banners, tables that fit the page, numbered figures; its metrics file
+- ``export``      the report (HTML / PDF without code) and the notebook with code, via nbconvert
+- ``index``       the index page of a profile's reports
+- ``kernel``      the runner's kernel: this environment's Python, its own output kept in a log
+- ``progress``    what the runner prints: progress per cell, the closing summary table
+- ``screenshots`` pictures of the index and a report page for the README
 - ``runner``      the headless runner (``python -m helpers.runner``)
 """
 

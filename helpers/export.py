@@ -1,34 +1,35 @@
-"""Exports of an executed notebook (HTML, PDF through nbconvert) and the index page of a profile.
+"""Exports of an executed notebook through nbconvert: the report without code, and the notebook with it.
 
-Called by the runner (``helpers.runner``) after each notebook; ``write_index`` takes the runner's
-records of every notebook run and links their reports.
+Called by the runner (``helpers.runner``) after each notebook, into the executed notebook's folder:
+
+- ``<stem>.html`` and ``<stem>.pdf``: the report. nbconvert's own switches drop every code input
+  and prompt (``exclude_input``, ``exclude_input_prompt``, ``exclude_output_prompt``), and its
+  ``TagRemovePreprocessor`` drops cells tagged ``remove-cell`` (bookkeeping: writing metrics,
+  saving files), inputs tagged ``remove-input`` and outputs tagged ``remove-output``. Markdown,
+  figures, tables and other outputs stay.
+- ``<stem>-code.html``: the executed notebook as it ran, code included (the ``.ipynb`` itself is the
+  other with-code export).
+
+Title: a notebook that displays ``helpers.page.title_block`` gets that title in the HTML ``<title>``
+and the PDF's metadata, and nbconvert's own LaTeX title page line (``\\maketitle`` with the file
+name and today's date) is left out, since the title block already says it. A notebook without one
+keeps nbconvert's title.
 """
 
 from __future__ import annotations
 
-import html
-import json
+import copy
 import shutil
 from pathlib import Path
 
-
-def export_html(executed: Path) -> Path:
-    """Write ``<stem>.html`` next to the executed notebook (figures embedded as data URIs)."""
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter().from_filename(str(executed))
-    target = executed.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
-    return target
-
-
-def pdf_engine_missing() -> list[str]:
-    """Return the tools nbconvert's PDF export needs that are not on PATH."""
-    return [tool for tool in ("xelatex", "pandoc") if not shutil.which(tool)]
-
+REPORT_TAGS = {"remove_cell_tags": {"remove-cell"}, "remove_input_tags": {"remove-input"},
+               "remove_all_outputs_tags": {"remove-output"}}
 
 # nbconvert's LaTeX uses Latin Modern, which silently drops Greek text, "≈", "≥", "✓"... from
 # the PDF; switch to DejaVu where it is installed (fontspec's test keeps other machines working).
+# A notebook with its own title block (resources "own_title") skips \maketitle; headings are not
+# numbered (the notebooks' sections are "##", which LaTeX would number 0.1, 0.2, ...); a figure
+# shown by helpers.page.Figures (output metadata "helpers.page") cannot be split from its caption.
 PDF_TEMPLATE = r"""((* extends 'index.tex.j2' *))
 ((* block packages *))
 ((( super() )))
@@ -38,73 +39,96 @@ PDF_TEMPLATE = r"""((* extends 'index.tex.j2' *))
         \IfFontExistsTF{DejaVu Sans Mono}{\setmonofont{DejaVu Sans Mono}[Scale=0.85]}{}
     \fi
 ((* endblock packages *))
+((* block commands *))
+((( super() )))
+    \setcounter{secnumdepth}{0}
+    \hypersetup{pdftitle={((( (nb.metadata.get('title', '') or resources['metadata']['name']) | escape_latex )))}}
+((* endblock commands *))
+((* block maketitle *))((* if not resources.get('own_title') *))\maketitle((* endif *))((* endblock maketitle *))
+((*- block data_png -*))
+((*- if output.metadata.get('helpers.page') -*))
+    {\centering\adjustimage{max size={0.9\linewidth}{0.7\textheight}}{((( output.metadata.filenames['image/png'] | posix_path )))}\par}\nopagebreak
+((*- else -*))((( super() )))((*- endif -*))
+((*- endblock data_png -*))
 """
+
+
+def report_config():
+    """nbconvert settings of the report export: no code, no prompts, tagged cells removed."""
+    from traitlets.config import Config
+
+    c = Config()
+    c.TemplateExporter.exclude_input = True
+    c.TemplateExporter.exclude_input_prompt = True
+    c.TemplateExporter.exclude_output_prompt = True
+    c.TagRemovePreprocessor.enabled = True
+    for name, tags in REPORT_TAGS.items():
+        setattr(c.TagRemovePreprocessor, name, set(tags))
+    return c
+
+
+def own_title(nb) -> str | None:
+    """The title of the notebook's ``helpers.page`` title block, if it displays one."""
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("helpers.page") or {}
+            if meta.get("element") == "title_block":
+                return meta.get("title")
+    return None
+
+
+def read(executed: Path):
+    """The executed notebook, its title (or None) and nbconvert resources for its folder."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    title = own_title(nb)
+    if title:
+        nb = copy.deepcopy(nb)
+        nb.metadata["title"] = title  # nbconvert's templates use it for <title> and \title
+    # metadata.path lets LaTeX find files the notebook refers to by relative path.
+    resources = {"metadata": {"path": str(executed.parent), "name": executed.stem}, "own_title": bool(title)}
+    return nb, resources
+
+
+def export_html(executed: Path) -> Path:
+    """Write the report ``<stem>.html`` (no code; figures embedded as data URIs) next to the
+    executed notebook."""
+    from nbconvert import HTMLExporter
+
+    nb, resources = read(executed)
+    body, _ = HTMLExporter(config=report_config()).from_notebook_node(nb, resources)
+    target = executed.with_suffix(".html")
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def export_code_html(executed: Path) -> Path:
+    """Write ``<stem>-code.html``: the executed notebook with its code, as it ran."""
+    from nbconvert import HTMLExporter
+
+    nb, resources = read(executed)
+    body, _ = HTMLExporter().from_notebook_node(nb, resources)
+    target = executed.with_name(f"{executed.stem}-code.html")
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def pdf_engine_missing() -> list[str]:
+    """Return the tools nbconvert's PDF export needs that are not on PATH."""
+    return [tool for tool in ("xelatex", "pandoc") if not shutil.which(tool)]
 
 
 def export_pdf(executed: Path) -> Path:
-    """Write ``<stem>.pdf`` next to the executed notebook via nbconvert (LaTeX + xelatex)."""
+    """Write the report ``<stem>.pdf`` (no code) next to the executed notebook via nbconvert's
+    LaTeX route (xelatex)."""
     from jinja2 import DictLoader
     from nbconvert import PDFExporter
 
-    exporter = PDFExporter(extra_loaders=[DictLoader({"reports.tex.j2": PDF_TEMPLATE})],
-                           template_file="reports.tex.j2")
-    # metadata.path lets LaTeX find files the notebook refers to by relative path.
-    resources = {"metadata": {"path": str(executed.parent), "name": executed.stem}}
-    body, _ = exporter.from_filename(str(executed), resources=resources)
+    exporter = PDFExporter(config=report_config(), template_file="reports.tex.j2",
+                           extra_loaders=[DictLoader({"reports.tex.j2": PDF_TEMPLATE})])
+    nb, resources = read(executed)
+    body, _ = exporter.from_notebook_node(nb, resources)
     target = executed.with_suffix(".pdf")
     target.write_bytes(body)
     return target
-
-
-def read_metrics(folder: Path) -> dict:
-    """Return the headline metrics in ``folder/metrics.json``: top-level numbers and short
-    strings (not the figures list); {} if the file is missing or not JSON."""
-    try:
-        data = json.loads((folder / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if k != "figures" and (
-        isinstance(v, (int, float)) or (isinstance(v, str) and len(v) <= 40))}
-
-
-def link(href: str | None, label: str) -> str:
-    """Return an HTML link, or an empty string when there is nothing to link to."""
-    return f'<a href="{html.escape(href)}">{label}</a>' if href else ""
-
-
-def write_index(profile_dir: Path, runs: list) -> Path:
-    """Write ``index.html``: one row per notebook run (``helpers.runner.Result``) with links,
-    status, time and headline metrics."""
-    rows = []
-    for r in runs:
-        files = " ".join(filter(None, [link(r.html and f"{r.notebook}/{r.html}", "HTML"),
-                                        link(r.pdf and f"{r.notebook}/{r.pdf}", "PDF")]))
-        metrics = "<br>".join(f"{html.escape(k)}: {html.escape(fmt(v))}" for k, v in r.metrics.items())
-        css = "ok" if r.ok else "bad" if r.status.startswith("failed") else ""
-        error = f"<br><small>{html.escape(r.error.splitlines()[0])}</small>" if r.error else ""
-        rows.append(f'<tr><td>{html.escape(r.notebook)}</td><td class="{css}">'
-                    f'{html.escape(r.status)}{error}</td><td>{r.seconds if r.finished else ""}</td>'
-                    f'<td>{html.escape(r.finished)}</td><td>{files}</td><td>{metrics}</td></tr>')
-    title = f"Reports: profile {profile_dir.name}"
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.3em .6em;vertical-align:top;text-align:left}}
-.ok{{color:#070}} .bad{{color:#b00;font-weight:bold}}</style></head>
-<body><h1>{html.escape(title)}</h1>
-<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>finished</th><th>report</th>
-<th>headline metrics</th></tr>
-{chr(10).join(rows)}
-</table></body></html>
-"""
-    profile_dir.mkdir(parents=True, exist_ok=True)
-    target = profile_dir / "index.html"
-    target.write_text(page, encoding="utf-8")
-    return target
-
-
-def fmt(value) -> str:
-    """Format a metric for a table: floats to 4 significant digits."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,16 +1,13 @@
 """The notebooks' figures as functions, styled with seaborn and sized to read well in a PDF.
 
-Every function returns its matplotlib Figure and leaves showing it to the notebook. ``Figures``
-saves them as PNG under ``<output_dir>/figures/`` and ``write_metrics`` writes the
-``metrics.json`` a batch run is checked by. Nothing here picks a matplotlib backend: a
-non-inline backend would drop the images from executed notebooks.
+Every function returns its matplotlib Figure and leaves showing it to the notebook
+(``helpers.page.Figures`` saves, numbers and captions them). Nothing here picks a matplotlib
+backend: a non-inline backend would drop the images from executed notebooks.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -24,34 +21,6 @@ def style() -> None:
     """Seaborn's whitegrid theme at a size that stays legible on an A4 page (all notebooks)."""
     sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE, font_scale=0.9)
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "axes.titleweight": "bold"})
-
-
-class Figures:
-    """Save figures as ``<output_dir>/figures/<name>.png`` and remember their names (all notebooks)."""
-
-    def __init__(self, output_dir: str | Path):
-        self.folder = Path(output_dir) / "figures"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.names: list[str] = []
-
-    def save(self, fig: plt.Figure, name: str) -> None:
-        """Save as PNG. Returns None: the inline backend already shows every new figure once."""
-        path = self.folder / f"{name}.png"
-        fig.savefig(path, bbox_inches="tight")
-        if name not in self.names:
-            self.names.append(name)
-
-    @property
-    def paths(self) -> list[str]:
-        return [f"figures/{n}.png" for n in self.names]
-
-
-def write_metrics(output_dir: str | Path, metrics: dict, figures: Figures) -> Path:
-    """Write ``<output_dir>/metrics.json``: headline numbers plus the list of figures (all notebooks)."""
-    path = Path(output_dir) / "metrics.json"
-    clean = json.loads(json.dumps(metrics, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
-    path.write_text(json.dumps({**clean, "figures": figures.paths}, indent=2))
-    return path
 
 
 def to_hwc(image) -> np.ndarray:

@@ -7,10 +7,14 @@ Command line (run from anywhere; ``-h`` for all options)::
     python -m helpers.runner 03 -p seed 1 -p device cpu
     python -m helpers.runner --list                   # notebook names and their parameters
     python -m helpers.runner --sync                   # pair/sync notebooks/*.py, strip outputs
+    python -m helpers.runner --screenshots docs/      # PNGs of the index and a report page
 
-For each notebook it writes ``<output>/<profile>/<stem>/``: the executed ``<stem>.ipynb``, its
-``<stem>.html`` and ``<stem>.pdf`` exports (``helpers.export``) and a ``result.json`` record, next to whatever the notebook
-itself writes there (``metrics.json``, ``figures/``). ``<output>/<profile>/index.html`` links them all.
+For each notebook it writes ``<output>/<profile>/<stem>/``: the executed ``<stem>.ipynb``, the
+report without code ``<stem>.html`` and ``<stem>.pdf``, the notebook with code ``<stem>-code.html``
+(``helpers.export``), the kernel's own output ``kernel.log`` and a ``result.json`` record, next to
+whatever the notebook itself writes there (``metrics.json``, ``figures/``).
+``<output>/<profile>/index.html`` (``helpers.index``) shows them all as cards. While a notebook
+runs, the runner shows its progress; at the end, a summary table (``helpers.progress``).
 
 Python::
 
@@ -22,24 +26,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .export import export_html, export_pdf, pdf_engine_missing, read_metrics, write_index
+from .export import export_code_html, export_html, export_pdf, pdf_engine_missing
+from .index import read_metrics, write_index
+from .kernel import (KERNEL, ROOT, UsageError, ensure_kernel, find_kernel,  # noqa: F401 (API)
+                     kernel_env, kernel_is_ours, quiet_kernel)
+from .progress import Progress, summary_table
 
-ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = ROOT / "notebooks"
 REPORTS_DIR = ROOT / "reports"
-KERNEL = "python3"
 # Parameters the runner always sets itself; -p may not override them (use the options instead).
 RUNNER_PARAMS = {"profile": "--profile", "dataset": "--dataset", "output_dir": "--output"}
+FAILED_LINES = 15  # lines of a failing cell kept for the index page
 PDF_HINT = ("PDF skipped: xelatex/pandoc not found (install: apt-get install texlive-xetex "
             "texlive-fonts-recommended texlive-plain-generic pandoc)")
 
@@ -51,10 +56,6 @@ def parse_value(text: str):
     return _resolve_type(text)
 
 
-class UsageError(ValueError):
-    """A bad request found before anything ran (the command line exits with status 2)."""
-
-
 @dataclass
 class Result:
     """What happened to one notebook: status is "ok", "failed at cell N" or "skipped"."""
@@ -64,11 +65,13 @@ class Result:
     seconds: float = 0.0
     export_seconds: float = 0.0
     folder: str = ""
-    html: str | None = None
+    html: str | None = None       # the report, no code
     pdf: str | None = None
+    code_html: str | None = None  # the notebook with its code
     pdf_note: str = "no"
     error: str | None = None
-    metrics: dict = field(default_factory=dict)
+    failed_source: str = ""       # the failing cell's code (its first lines)
+    metrics: dict = field(default_factory=dict)  # metrics.json (helpers.page.write_metrics)
     finished: str = ""
 
     @property
@@ -177,90 +180,12 @@ def check_output(out: Path) -> None:
         raise UsageError(f"cannot write reports to {out}: {err.strerror or err}") from None
 
 
-# --- kernel -----------------------------------------------------------------------------------
-
-def kernel_is_ours(spec) -> bool:
-    """True when a kernelspec starts this interpreter's environment.
-
-    jupyter_client swaps an argv[0] of "python"/"python3"/"python3.X" for sys.executable, so those
-    count as ours; otherwise compare bin folders (realpath would equate a venv with its base).
-    """
-    exe = spec.argv[0] if spec.argv else ""
-    if exe in {"python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]}:
-        return True
-    return Path(exe).absolute().parent == Path(sys.executable).absolute().parent
-
-
-def find_kernel():
-    """Return the kernelspec papermill would get for KERNEL, or None when there is none."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        return KernelSpecManager().get_kernel_spec(KERNEL)
-    except NoSuchKernel:
-        return None
-
-
-def install_env_kernel() -> None:
-    """Register KERNEL in sys.prefix for this interpreter (``ipykernel install --sys-prefix``)
-    unless a spec there already runs it."""
-    from ipykernel.kernelspec import install
-    from jupyter_client.kernelspec import KernelSpec
-
-    folder = Path(sys.prefix, "share", "jupyter", "kernels", KERNEL)
-    if (folder / "kernel.json").is_file() and kernel_is_ours(KernelSpec.from_resource_dir(str(folder))):
-        return
-    install(kernel_name=KERNEL, prefix=sys.prefix)
-
-
-def ensure_kernel() -> str:
-    """Make KERNEL resolve to this environment's Python; return the kernelspec folder used.
-
-    A ``python3`` spec registered at user level (say for the system Python) shadows the venv's
-    unless Jupyter prefers environment paths, so: register one in sys.prefix (``--sys-prefix``)
-    if missing, and set JUPYTER_PREFER_ENV_PATH=1 for this process so it wins.
-    """
-    spec = find_kernel()
-    if spec is not None and kernel_is_ours(spec):
-        return spec.resource_dir
-    if spec is not None:
-        print(f"note: kernel {KERNEL!r} at {spec.resource_dir} runs another Python "
-              f"({spec.argv[0]}); preferring this environment's", flush=True)
-    install_env_kernel()
-    os.environ["JUPYTER_PREFER_ENV_PATH"] = "1"
-    spec = find_kernel()
-    if spec is None or not kernel_is_ours(spec):
-        where = spec.resource_dir if spec else "nowhere"
-        raise UsageError(f"kernel {KERNEL!r} resolves to {where} ({spec.argv[0] if spec else '-'}), "
-                         f"not {sys.executable}; remove it (jupyter kernelspec remove {KERNEL}) "
-                         "or fix JUPYTER_PATH")
-    return spec.resource_dir
-
-
-@contextmanager
-def kernel_env():
-    """Environment for the kernels papermill starts; restores os.environ afterwards."""
-    saved = dict(os.environ)
-    # A non-inline backend (MPLBACKEND=Agg, common in CI) stops ipykernel from installing the
-    # inline backend, so figures would vanish from the executed notebooks and their reports.
-    os.environ.pop("MPLBACKEND", None)
-    # Let the kernel import helpers from this checkout even if the package is not installed.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), saved.get("PYTHONPATH")]))
-    # Progress bars are for people watching a live notebook; in a saved report they are widget
-    # placeholders ("HBox(children=...)") or pages of redrawn bars. The runner prints progress.
-    os.environ["TQDM_DISABLE"] = "1"
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 # --- running one notebook ---------------------------------------------------------------------
 
 def clear_previous(folder: Path, stem: str) -> None:
     """Delete the outputs of an earlier run so a failed run cannot show stale metrics/figures."""
-    for name in (f"{stem}.ipynb", f"{stem}.html", f"{stem}.pdf", "result.json", "metrics.json"):
+    for name in (f"{stem}.ipynb", f"{stem}.html", f"{stem}.pdf", f"{stem}-code.html", "result.json",
+                 "metrics.json", "kernel.log", "thumbnail.png"):
         (folder / name).unlink(missing_ok=True)
     shutil.rmtree(folder / "figures", ignore_errors=True)
 
@@ -275,8 +200,9 @@ def source_cell(executed_index: int, source_nb) -> int:
     return executed_index + (0 if executed_index > injected else 1)
 
 
-def describe_failure(err: Exception, source: Path, executed: Path) -> tuple[str, str]:
-    """Return (status, one-paragraph message) for a failed run: cell, its first line, the error."""
+def describe_failure(err: Exception, source: Path, executed: Path) -> tuple[str, str, str]:
+    """Return (status, one-paragraph message, the cell's first lines) for a failed run: the
+    message names the cell, its first line and the error."""
     import nbformat
     from papermill.exceptions import PapermillExecutionError
 
@@ -292,29 +218,38 @@ def describe_failure(err: Exception, source: Path, executed: Path) -> tuple[str,
             if started:
                 index, code = started[-1], cells[started[-1]].source
     if index is None:
-        return "failed", what
+        return "failed", what, ""
     number = source_cell(index, nbformat.read(source, as_version=4))
     cell = f"cell {number}" if number else "the injected parameters cell"
     first = next((line for line in code.splitlines() if line.strip()), "")
-    return f"failed at {cell}", f"{what}\n    {cell}: {first}"
+    lines = code.strip().splitlines()
+    shown = "\n".join(lines[:FAILED_LINES] + ([f"... ({len(lines) - FAILED_LINES} more lines)"]
+                                             if len(lines) > FAILED_LINES else []))
+    return f"failed at {cell}", f"{what}\n    {cell}: {first}", shown
 
 
-def execute(source: Path, target: Path, parameters: dict, timeout: int | None) -> None:
-    """Run one notebook with papermill into ``target`` (kernel python3, cwd = notebook folder)."""
+def execute(source: Path, target: Path, parameters: dict, timeout: int | None, tag: str) -> None:
+    """Run one notebook with papermill into ``target`` (kernel python3, cwd = notebook folder),
+    showing its progress; the kernel's own output goes to ``kernel.log`` beside ``target``."""
+    import nbformat
     import papermill
 
-    papermill.execute_notebook(
-        str(source), str(target), parameters=parameters, kernel_name=KERNEL,
-        cwd=str(source.parent), execution_timeout=timeout,
-        # tqdm's bar suits a terminal but fills CI logs with carriage returns.
-        progress_bar=sys.stderr.isatty())
+    source_nb = nbformat.read(source, as_version=4)
+    with Progress(tag, source_nb, lambda index: source_cell(index, source_nb)) as progress:
+        papermill.execute_notebook(
+            str(source), str(target), parameters=parameters, kernel_name=KERNEL,
+            cwd=str(source.parent), execution_timeout=timeout,
+            progress_bar=False,  # papermill's bar counts cells without saying which; Progress does
+            **progress.hooks(), **quiet_kernel(target.parent / "kernel.log"))
 
 
 def export(result: Result, executed: Path, pdf: bool) -> None:
-    """Export HTML (always, for inspection) and PDF (finished runs only) into result's folder;
-    an export error is recorded in result rather than raised."""
+    """Export the report's HTML and the notebook-with-code HTML (always, for inspection) and the
+    report's PDF (finished runs only) into result's folder; an export error is recorded in result
+    rather than raised."""
     try:
         result.html = export_html(executed).name
+        result.code_html = export_code_html(executed).name
         if result.ok and not pdf:
             result.pdf_note = "skipped"
         elif result.ok:
@@ -327,7 +262,7 @@ def export(result: Result, executed: Path, pdf: bool) -> None:
 
 
 def run_one(source: Path, profile: str, dataset: str, params: dict, out: Path,
-            timeout: int | None, pdf: bool) -> Result:
+            timeout: int | None, pdf: bool, tag: str = "") -> Result:
     """Execute one notebook, export it, record ``result.json``; failures become the Result."""
     folder = (out / profile / source.stem).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -339,9 +274,9 @@ def run_one(source: Path, profile: str, dataset: str, params: dict, out: Path,
     result = Result(source.stem, "ok", folder=str(folder))
     start = time.perf_counter()
     try:
-        execute(source, executed, parameters, timeout)
+        execute(source, executed, parameters, timeout, tag or source.stem)
     except Exception as err:  # any failure is reported per notebook; the others still run
-        result.status, result.error = describe_failure(err, source, executed)
+        result.status, result.error, result.failed_source = describe_failure(err, source, executed)
     result.seconds = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
     if executed.exists():  # papermill keeps the partial notebook of a failed run: export it too
@@ -353,7 +288,7 @@ def run_one(source: Path, profile: str, dataset: str, params: dict, out: Path,
     return result
 
 
-# --- index and summary ------------------------------------------------------------------------
+# --- index ------------------------------------------------------------------------
 
 def load_runs(profile_dir: Path, stems: list[str]) -> list[Result]:
     """Return the recorded run of every notebook known here (this run or earlier ones);
@@ -366,15 +301,6 @@ def load_runs(profile_dir: Path, stems: list[str]) -> list[Result]:
         except (KeyError, OSError, ValueError, TypeError):
             runs.append(Result(stem, "skipped"))
     return runs
-
-
-def print_summary(results: list[Result]) -> None:
-    """Print a fixed-width table: notebook, status, seconds, PDF."""
-    width = max([len(r.notebook) for r in results] + [8])
-    status_width = max([len(r.status) for r in results] + [6])
-    print(f"\n{'notebook':<{width}}  {'status':<{status_width}}  {'seconds':>8}  PDF")
-    for r in results:
-        print(f"{r.notebook:<{width}}  {r.status:<{status_width}}  {r.seconds:>8.1f}  {r.pdf_note}")
 
 
 # --- the API the command line wraps ------------------------------------------------------------
@@ -407,14 +333,14 @@ def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None
         for i, path in enumerate(paths, 1):
             tag = f"[{i}/{len(paths)}] {path.stem}"
             print(f"{tag}: running (profile {profile}, dataset {dataset or 'the profile default'})", flush=True)
-            result = run_one(path, profile, dataset, params, out, timeout, pdf)
+            result = run_one(path, profile, dataset, params, out, timeout, pdf, tag)
             print(f"{tag}: {result.status} in {result.seconds:.1f} s "
                   f"(+{result.export_seconds:.1f} s export)", flush=True)
             if result.error:
                 print(f"    {result.error}", flush=True)
             results.append(result)
     index = write_index(out / profile, load_runs(out / profile, list_notebooks(notebooks_dir)))
-    print_summary(results)
+    print("\n" + summary_table(results))
     print(f"\nindex: {index.resolve()}")
     return results
 
@@ -474,6 +400,11 @@ def parser() -> argparse.ArgumentParser:
                    help="make sure the python3 kernel is this environment's Python (make lab), then exit")
     p.add_argument("--sync", action="store_true",
                    help="pair/sync notebooks with py:percent scripts (jupytext), strip outputs")
+    p.add_argument("--screenshots", metavar="DIR",
+                   help="write DIR/index.png (the profile's index page, headless Chromium) and "
+                        "DIR/report-page.png (a page of a report PDF: NOTEBOOK's, default the first), "
+                        "from reports already made, then exit")
+    p.add_argument("--page", type=int, default=1, help="the report page --screenshots renders (default 1)")
     return p
 
 
@@ -482,6 +413,25 @@ def list_command(notebooks_dir) -> None:
     for stem in list_notebooks(notebooks_dir):
         declared = notebook_params(Path(notebooks_dir or NOTEBOOKS_DIR) / f"{stem}.ipynb")
         print(f"{stem}: " + ", ".join(f"{k}={v['default']}" for k, v in declared.items()))
+
+
+def screenshots_command(args, cli) -> int:
+    """--screenshots DIR: pictures of existing reports for the README."""
+    from .screenshots import take_screenshots
+
+    profile_dir = Path(args.output or REPORTS_DIR) / args.profile
+    notebook = None
+    if args.notebooks:
+        try:
+            notebook = resolve_notebook(args.notebooks[0], list_notebooks(args.notebooks_dir))
+        except UsageError as err:
+            cli.error(str(err))
+    try:
+        for path in take_screenshots(profile_dir, Path(args.screenshots), notebook, args.page):
+            print(f"wrote {path}")
+    except (RuntimeError, OSError) as err:
+        cli.error(str(err))
+    return 0
 
 
 def main(argv=None) -> int:
@@ -503,6 +453,8 @@ def main(argv=None) -> int:
         except ImportError:
             cli.error("--sync needs jupytext (pip install jupytext)")
         return 0
+    if args.screenshots:
+        return screenshots_command(args, cli)
     params = {name: parse_value(value) for name, value in args.parameter}
     try:
         results = run_notebooks(args.notebooks, args.profile, args.dataset, params, args.output,

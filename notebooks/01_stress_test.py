@@ -37,7 +37,7 @@ from IPython.display import Markdown, display
 
 from helpers import cam
 from helpers import evaluate as ev
-from helpers import plots, stress
+from helpers import page, plots, stress
 from helpers.models import build_model, count_parameters
 from helpers.profiles import describe, settings
 from helpers.train import fit, norm_stats
@@ -53,7 +53,7 @@ epochs = None           # None: the profile's number of epochs
 # %%
 S = settings("stress_test", profile, dataset=dataset, seed=seed, device=device, epochs=epochs)
 data = S.load_data()
-figs = plots.Figures(output_dir)
+figs = page.Figures(output_dir)
 plots.style()
 has_masks = data.test_masks is not None  # object masks: the synthetic source only
 print(describe(S))
@@ -465,7 +465,7 @@ display(Markdown(f"""
 # exact size.
 
 # %%
-plots.write_metrics(output_dir, {
+page.write_metrics(output_dir, {
     "profile": profile, "dataset": S.dataset,
     "test_acc_plain": test_acc["plain"], "test_acc_residual": test_acc["residual"],
     "gain_points": 100 * gain,

@@ -37,7 +37,7 @@ from IPython.display import Markdown, display
 
 from helpers import cam, confidence
 from helpers import evaluate as ev
-from helpers import plots
+from helpers import page, plots
 from helpers.models import build_model, count_parameters
 from helpers.profiles import describe, settings
 from helpers.train import fit, norm_stats
@@ -59,7 +59,7 @@ if not 1 <= n_cases <= 20:
 if not 0 < reject_below < 1:
     raise ValueError(f"reject_below must be a confidence in (0, 1), not {reject_below!r}")
 data = S.load_data()
-figs = plots.Figures(output_dir)
+figs = page.Figures(output_dir)
 plots.style()
 print(describe(S))
 print(data)
@@ -406,7 +406,7 @@ if acc["cutmix"] <= acc["baseline"]:
 # synthetic data, for direction only.
 
 # %%
-plots.write_metrics(output_dir, {
+page.write_metrics(output_dir, {
     "profile": profile, "dataset": S.dataset, "epochs": base.epochs, "width": base.width,
     "test_acc_baseline": acc["baseline"], "test_acc_cutmix": acc["cutmix"],
     "gain_points": 100 * (acc["cutmix"] - acc["baseline"]),

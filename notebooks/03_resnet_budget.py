@@ -38,7 +38,7 @@ import torch
 from IPython.display import Markdown, display
 
 from helpers import evaluate as ev
-from helpers import plots
+from helpers import page, plots
 from helpers.data import load_unlabelled
 from helpers.loader import normalize
 from helpers.models import build_model, count_parameters, parameters_by_part, summary
@@ -61,7 +61,7 @@ S = settings("resnet_budget", profile, dataset=dataset, seed=seed, device=device
 if predict_images is not None and not Path(predict_images).exists():
     raise FileNotFoundError(f"predict_images: {predict_images} does not exist (a folder of images, or .npy/.pt)")
 data = S.load_data()
-figs = plots.Figures(output_dir)
+figs = page.Figures(output_dir)
 plots.style()
 print(describe(S))
 print(data)
@@ -249,7 +249,7 @@ display(Markdown(f"""
 # narrower network trained for a few epochs on synthetic data: read them for direction.
 
 # %%
-plots.write_metrics(output_dir, {
+page.write_metrics(output_dir, {
     "profile": profile, "dataset": S.dataset, "epochs": S.train.epochs, "width": S.train.width,
     "parameters_width_1": model_params, "parameters_this_run": run_params, "within_budget": model_params <= budget,
     "memory_mb": memory, "test_acc": float(history["test_acc"].iloc[-1]),

@@ -34,7 +34,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from helpers import evaluate as ev
-from helpers import instrument, plots
+from helpers import instrument, page, plots
 from helpers.models import build_model, count_parameters, summary
 from helpers.profiles import describe, settings
 from helpers.train import fit
@@ -55,7 +55,7 @@ S = settings("worksheet_analysis", profile, dataset=dataset, seed=seed, device=d
 if log_to not in instrument.LOGGERS:
     raise ValueError(f"log_to must be one of {', '.join(instrument.LOGGERS)}, not {log_to!r}")
 data = S.load_data()
-figs = plots.Figures(output_dir)
+figs = page.Figures(output_dir)
 plots.style()
 print(describe(S))
 print(data)
@@ -304,7 +304,7 @@ display(Markdown(f"""
 # of the curves, not their exact values.
 
 # %%
-plots.write_metrics(output_dir, {
+page.write_metrics(output_dir, {
     "profile": profile, "dataset": S.dataset, "epochs": S.train.epochs, "width": S.train.width,
     "record_every": S.train.record_every, "macs_per_image": flop_totals["macs"], "flops_per_image": flop_totals["flops"],
     "results": results.to_dict(), "flagged_records": flags, "final_gradient_norm": final_norm,

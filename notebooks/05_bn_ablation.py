@@ -34,7 +34,7 @@ import torch
 from IPython.display import Markdown, display
 
 from helpers import evaluate as ev
-from helpers import plots
+from helpers import page, plots
 from helpers.data import split_indices
 from helpers.models import build_model, count_parameters
 from helpers.profiles import describe, settings
@@ -51,7 +51,7 @@ epochs = None           # None: the profile's number of epochs
 # %%
 S = settings("bn_ablation", profile, dataset=dataset, seed=seed, device=device, epochs=epochs)
 data = S.load_data()
-figs = plots.Figures(output_dir)
+figs = page.Figures(output_dir)
 plots.style()
 print(describe(S))
 print(data)
@@ -261,7 +261,7 @@ display(Markdown(f"""
 # read them for direction, not for their exact size.
 
 # %%
-plots.write_metrics(output_dir, {
+page.write_metrics(output_dir, {
     "profile": profile, "dataset": S.dataset,
     "test_acc_baseline": test_acc["baseline"], "test_acc_batchnorm": test_acc["batchnorm"],
     "gain_points": 100 * gain,

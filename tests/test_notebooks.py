@@ -6,6 +6,8 @@ Fix most failures with ``python -m helpers.runner --sync`` (strips outputs, sync
 import json
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -36,6 +38,9 @@ KEY_FIGURES = {
 }
 
 each = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+# Code that must not reach the report PDF (it has no code cells; these would be code text).
+CODE = ("import ", "display(", "figs.", "def ")
+POPPLER_HINT = "pdftotext/pdfimages not installed (apt-get install poppler-utils): report PDF text not checked"
 
 
 def read(path: Path):
@@ -101,6 +106,8 @@ def test_smoke_run_writes_metrics_and_figures(path, tmp_path):
     folder = Path(result.folder)
     if pdf:  # the hand-in format: the report must convert
         assert (folder / result.pdf).read_bytes()[:4] == b"%PDF"
+    # The notebook-with-code exports stay beside the report.
+    assert (folder / f"{path.stem}-code.html").is_file() and (folder / f"{path.stem}.ipynb").is_file()
     assert (folder / "metrics.json").is_file(), "the notebook should write <output_dir>/metrics.json"
     metrics = json.loads((folder / "metrics.json").read_text())
     listed = metrics.get("figures")
@@ -111,6 +118,23 @@ def test_smoke_run_writes_metrics_and_figures(path, tmp_path):
     assert set(listed) == written, f"listed but not written: {set(listed) - written}; not listed: {written - set(listed)}"
     for name in listed:  # paths relative to output_dir, e.g. figures/loss_curves.png
         assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{name} is not a PNG"
+    if pdf:
+        check_report_pdf(folder / result.pdf, len(listed))
+
+
+def check_report_pdf(pdf: Path, figures: int) -> None:
+    """The report PDF holds no code and at least one image per saved figure. CI sets REQUIRE_PDF
+    and installs poppler-utils: there a missing pdftotext fails instead of skipping."""
+    if not (shutil.which("pdftotext") and shutil.which("pdfimages")):
+        if os.environ.get("REQUIRE_PDF"):
+            pytest.fail(POPPLER_HINT)
+        pytest.skip(POPPLER_HINT)
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    found = [c for c in CODE if c in text]
+    assert not found, f"code in the report PDF: {found}"
+    images = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
+    shown = [line for line in images.splitlines()[2:] if line.split()[2] == "image"]  # not "smask" rows
+    assert len(shown) >= figures, f"{figures} figures saved, {len(shown)} images in the report PDF"
 
 
 @pytest.mark.slow

@@ -1,6 +1,4 @@
-"""Figures: each plot function draws what it is given; Figures and write_metrics write the files."""
-
-import json
+"""Figures: each plot function draws what it is given (saving them: tests/test_page.py)."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -22,18 +20,6 @@ def history(n=4, offset=0.0):
 def close_figures():
     yield
     plt.close("all")
-
-
-def test_figures_save_pngs_and_metrics_list_them(tmp_path):
-    figs = plots.Figures(tmp_path)
-    figs.save(plots.training_curves({"m": history()}, "loss", lr_steps=[2]), "loss")
-    figs.save(plots.training_curves({"m": history()}, "acc"), "acc")
-    figs.save(plots.training_curves({"m": history()}, "acc"), "acc")  # saving again does not duplicate
-    path = plots.write_metrics(tmp_path, {"acc": np.float32(0.5), "n": np.int64(3)}, figs)
-    metrics = json.loads(path.read_text())
-    assert metrics == {"acc": 0.5, "n": 3, "figures": ["figures/loss.png", "figures/acc.png"]}
-    for name in metrics["figures"]:
-        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_training_curves_draw_train_and_val_per_run_plus_overlay():

@@ -3,10 +3,14 @@
 The notebooks import only json/sys/matplotlib (no torch) so each runs in a few seconds.
 """
 
+import io
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
@@ -37,6 +41,9 @@ metrics = {"profile": profile, "dataset": dataset, "seed": seed, "width": width,
 with open(os.path.join(output_dir, "metrics.json"), "w") as f:
     json.dump(metrics, f)"""
 BOOM = 'x = 1\nraise ValueError("boom on purpose")'
+# Written by the kernel process to file descriptor 2, past ipykernel's stream capture: it used to
+# land in the runner's terminal, like ipykernel's own "running over TCP without encryption" log.
+NOISE = '_ = os.write(2, b"kernel-level noise\\n")'
 
 
 def notebook(folder: Path, stem: str, *cells: str, title: bool = True) -> Path:
@@ -57,7 +64,7 @@ def nbdir(tmp_path):
     """Two notebooks: 01_good runs; 02_bad fails in its 3rd cell (parameters, setup, boom)."""
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    notebook(folder, "01_good", SETUP, FIGURE)
+    notebook(folder, "01_good", SETUP, FIGURE, NOISE)
     notebook(folder, "02_bad", SETUP, BOOM, FIGURE, title=False)
     return folder
 
@@ -126,14 +133,42 @@ def test_list(nbdir):
 
 # --- running --------------------------------------------------------------------------------
 
+class Page(HTMLParser):
+    """An HTML page's links (href/src), visible text and the class attribute of each tag."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.links, self.text, self.classes = [], [], []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.links += [attrs[k] for k in ("href", "src") if attrs.get(k)]
+        self.classes.append(attrs.get("class") or "")
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
 @pytest.mark.slow
 def test_cli_runs_good_and_reports_bad(nbdir, tmp_path):
-    """One good and one failing notebook through the real command line, MPLBACKEND=Agg set."""
+    """One good and one failing notebook through the real command line, MPLBACKEND=Agg set;
+    stdout is a pipe, so progress comes as plain lines (one per cell with HELPERS_PROGRESS_SLOW=0)."""
     out = tmp_path / "out"
     proc = run_cli("--notebooks-dir", str(nbdir), "--output", str(out), "--profile", "smoke",
                    "--dataset", "synthetic", "-p", "seed", "7", "--no-pdf",
-                   env={"MPLBACKEND": "Agg"}, cwd=tmp_path)
+                   env={"MPLBACKEND": "Agg", "HELPERS_PROGRESS_SLOW": "0"}, cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
+
+    # Progress: a plain line per executed cell, numbered as in the source notebook (4 cells + title).
+    lines = re.findall(r"^\[1/2\] 01_good: cell (\d)/5 \(01_good\) took \d+ s, \d+:\d\d elapsed$",
+                       proc.stdout, re.M)
+    assert lines == ["2", "3", "4", "5"], proc.stdout
+    assert "\r" not in proc.stdout
+    # The kernel's own output stays out of the runner's and goes to the notebook's kernel.log.
+    for noise in ("without encryption", "kernel-level noise", "IPKernelApp"):
+        assert noise not in proc.stdout + proc.stderr
+    assert "kernel-level noise" in (out / "smoke" / "01_good" / "kernel.log").read_text()
 
     # The failure names the notebook, the cell (3rd of 02_bad), its first line and the error.
     assert "02_bad: failed at cell 3" in proc.stdout
@@ -162,13 +197,24 @@ def test_cli_runs_good_and_reports_bad(nbdir, tmp_path):
     assert (bad / "02_bad.ipynb").exists() and (bad / "02_bad.html").exists()
     assert not (bad / "02_bad.pdf").exists()
 
-    index = (out / "smoke" / "index.html").read_text()
-    assert 'href="01_good/01_good.html"' in index
-    assert "failed at cell 3<br><small>ValueError: boom on purpose" in index and ">ok<" in index
-    assert "accuracy: 0.5" in index and "figures" not in index
-    summary = proc.stdout.split("index:")[0].strip().splitlines()[-3:]
-    assert summary[0].split() == ["notebook", "status", "seconds", "PDF"]
-    assert summary[1].split()[:2] == ["01_good", "ok"] and summary[1].split()[-1] == "skipped"
+    # The index: a card each, the failing one with its cell and error; every link resolves.
+    index = out / "smoke" / "index.html"
+    page = Page(index.read_text())
+    assert "01_good/01_good.html" in page.links and "01_good/01_good-code.html" in page.links
+    assert "01_good/thumbnail.png" in page.links  # the figure it saved, as a thumbnail
+    assert "02_bad/02_bad.pdf" not in page.links and "02_bad/02_bad-code.html" in page.links
+    assert all((index.parent / link).is_file() for link in page.links), page.links
+    text = "".join(page.text)
+    assert "failed at cell 3" in text and "ValueError: boom on purpose" in text
+    assert 'x = 1\nraise ValueError("boom on purpose")' in text  # the failing cell itself
+    assert "Verdict: —" in text  # these notebooks write no verdict
+    # The closing table: notebook, status, time, headline, verdict, where the report is.
+    summary = [re.split(r"\s{2,}", line.strip())
+               for line in proc.stdout.split("\nindex:")[0].strip().splitlines()[-3:]]
+    assert summary[0] == ["notebook", "status", "time", "headline (report)", "verdict", "report"]
+    assert summary[1][:2] == ["01_good", "ok"] and summary[1][3:5] == ["—", "—"]
+    assert Path(tmp_path, summary[1][5]) == good / "01_good.html"  # relative to the working folder
+    assert summary[2][:2] == ["02_bad", "failed at cell 3"]
 
 
 @pytest.mark.slow
@@ -177,14 +223,17 @@ def test_api_rerun_replaces_stale_outputs_and_keeps_index(nbdir, tmp_path):
     [first] = runner.run_notebooks(["good"], profile="smoke", output=out, pdf=False,
                                     notebooks_dir=nbdir)
     assert first.ok and first.metrics["width"] == 8 and "figures" not in first.metrics
+    assert (out / "smoke" / "01_good" / "kernel.log").is_file()
     # Break 01_good after its parameters cell: the rerun must not show the old metrics.
     notebook(nbdir, "01_good", BOOM, FIGURE)
     [second] = runner.run_notebooks(["01"], profile="smoke", output=out, pdf=False,
                                      notebooks_dir=nbdir, params={"width": 3})
     assert second.status == "failed at cell 3" and second.metrics == {}
-    assert not (out / "smoke" / "01_good" / "figures").exists()
-    index = (out / "smoke" / "index.html").read_text()
-    assert "02_bad</td><td class=\"\">skipped" in index  # never run for this profile
+    folder = out / "smoke" / "01_good"
+    assert not (folder / "figures").exists() and not (folder / "thumbnail.png").exists()
+    page = Page((out / "smoke" / "index.html").read_text())
+    assert "01_good/thumbnail.png" not in page.links
+    assert "card skipped" in page.classes and "not run for this profile" in "".join(page.text)
 
 
 @pytest.mark.slow
@@ -268,3 +317,141 @@ def test_sync_pairs_and_strips(tmp_path):
     assert "# %% tags=[\"parameters\"]" in script and "print(1)" in script
     cells = nbformat.read(path, as_version=4).cells
     assert cells[-1].outputs == [] and cells[-1].execution_count is None
+
+
+# --- progress, index page, screenshot ---------------------------------------------------------
+
+def test_progress_on_a_terminal_redraws_one_line():
+    """On a TTY: one status line redrawn with \r (cell, section, the notebook's last printed line),
+    nothing printed per cell, and the line cleared at the end."""
+    from helpers.progress import Progress
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Study\n## Training"),
+                                         nbformat.v4.new_code_cell("fit()"), nbformat.v4.new_code_cell("x")])
+    stream = io.StringIO()
+    with Progress("[1/1] 01_x", nb, lambda i: i + 1, stream=stream, tty=True) as p:
+        p.on_cell_start(cell=nb.cells[1], cell_index=1)
+        p.write("epoch 1/3\nepoch 2/3 loss 0.91\n")
+        p.draw()
+        p.on_cell_executed(cell=nb.cells[1], cell_index=1)
+    text = stream.getvalue()
+    assert "\n" not in text and text.startswith("\r[1/1] 01_x: 0:00  cell 2/3 (Training)")
+    assert "| epoch 2/3 loss 0.91" in text
+    assert text.endswith("\r") and text.rsplit("\r", 2)[-2].strip() == ""  # cleared
+
+
+def test_progress_plain_lines_only_for_slow_cells(monkeypatch):
+    from helpers import progress
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("a"), nbformat.v4.new_code_cell("b")])
+    stream = io.StringIO()
+    monkeypatch.setenv("HELPERS_PROGRESS_SLOW", "0.2")
+    p = progress.Progress("01_x", nb, lambda i: i + 1, stream=stream, tty=False)
+    p.on_cell_start(cell=nb.cells[0], cell_index=0)
+    p.on_cell_executed(cell=nb.cells[0], cell_index=0)  # fast: no line
+    p.on_cell_start(cell=nb.cells[1], cell_index=1)
+    p.cell_start -= 3  # as if it had run for 3 s
+    p.on_cell_executed(cell=nb.cells[1], cell_index=1)
+    assert stream.getvalue() == "01_x: cell 2/2 took 3 s, 0:00 elapsed\n"
+    monkeypatch.setenv("HELPERS_PROGRESS_SLOW", "soon")
+    with pytest.raises(ValueError, match="HELPERS_PROGRESS_SLOW must be a number of seconds, not 'soon'"):
+        progress.Progress("01_x", nb, lambda i: i + 1, stream=stream, tty=False)
+
+
+VERDICT = {"quantity": "test accuracy, residual - plain", "unit": "percentage points", "reported": 1.35,
+           "measured": 2.1, "ci": [0.4, 3.8], "p_value": 0.01, "test": "paired t-test over seeds",
+           "seeds": [1, 2, 3], "verdict": "same direction, significant", "scale": {"profile": "quick"}}
+
+
+def fake_reports(profile_dir: Path) -> list:
+    """Result folders as the runner leaves them: a finished study with every metrics key and its
+    files, one from today's notebooks (no headline, verdict or title), a failure, and a notebook
+    never run for this profile."""
+    from PIL import Image
+
+    def folder(stem, metrics=None, files=(), figure=None):
+        f = profile_dir / stem
+        (f / "figures").mkdir(parents=True)
+        for name in files:
+            (f / name).write_text("x")
+        if figure:
+            Image.new("RGB", (900, 500), (30, 90, 160)).save(f / figure)
+        if metrics is not None:
+            (f / "metrics.json").write_text(json.dumps(metrics))
+        return str(f)
+
+    full = {"title": "Plain vs residual CNN", "reference_report": "000", "profile": "quick",
+            "dataset": "synthetic", "dataset_note": "CIFAR-10 was not found; synthetic shapes stand in",
+            "seeds": [1, 2, 3], "headline": [{"name": "test acc residual", "value": 85.75, "report": 93.41,
+                                              "unit": "%"}],
+            "verdict": VERDICT, "key_figure": "figures/loss_curves.png", "figures": ["figures/loss_curves.png"]}
+    names = ("{0}.html", "{0}.pdf", "{0}.ipynb", "{0}-code.html")
+    runs = [
+        runner.Result("01_full", "ok", 244.0, 9.0, folder("01_full", full, [n.format("01_full") for n in names],
+                                                          "figures/loss_curves.png"),
+                      "01_full.html", "01_full.pdf", "01_full-code.html", "yes", metrics=full,
+                      finished="2026-11-23T12:00:00"),
+        runner.Result("02_today", "ok", 100.0, 9.0,
+                      folder("02_today", {"gain_points": -7.4, "figures": []}, [n.format("02_today") for n in names]),
+                      "02_today.html", "02_today.pdf", "02_today-code.html", "yes",
+                      metrics={"gain_points": -7.4}, finished="2026-11-23T12:05:00"),
+        runner.Result("03_broken", "failed at cell 7", 12.0, 1.0,
+                      folder("03_broken", None, ["03_broken.html", "03_broken.ipynb", "03_broken-code.html",
+                                                 "kernel.log"]),
+                      "03_broken.html", None, "03_broken-code.html", "no",
+                      error="ValueError: boom\n    cell 7: x = 1", failed_source="x = 1\nraise ValueError('boom')",
+                      finished="2026-11-23T12:06:00"),
+        runner.Result("04_never", "skipped"),
+    ]
+    return runs
+
+
+def test_index_links_resolve_and_cards_degrade_gracefully(tmp_path):
+    from helpers.index import write_index
+
+    index = write_index(tmp_path, fake_reports(tmp_path))
+    page = Page(index.read_text())
+    text = "".join(page.text)
+    assert [c for c in page.classes if c.startswith("card")] == ["card ok", "card ok", "card failed", "card skipped"]
+    assert page.links and all((tmp_path / link).is_file() for link in page.links), page.links
+    assert not any(link.startswith(("http:", "https:", "/", "file:")) for link in page.links)
+    assert "<script" not in index.read_text() and "<link" not in index.read_text()  # self-contained
+    # The finished study: thumbnail of its key figure, headline beside the report's, verdict, files.
+    assert {"01_full/thumbnail.png", "01_full/01_full.pdf", "01_full/01_full.html", "01_full/01_full.ipynb",
+            "01_full/01_full-code.html"} <= set(page.links)
+    from PIL import Image
+    with Image.open(tmp_path / "01_full" / "thumbnail.png") as thumb:
+        assert thumb.size[0] <= 560 and thumb.size[1] <= 360
+    assert "85.75%" in text and "93.41%" in text and "4 min 04 s" in text
+    assert "Verdict: same direction, significant" in text and "Stand-in dataset: CIFAR-10 was not found" in text
+    # Today's notebooks: no headline/verdict keys, no figure: dashes, no crash.
+    assert "Headline: —" in text and "Verdict: —" in text and "no figure" in text
+    # The failure: its cell and error, the kernel log, no PDF link.
+    assert "raise ValueError('boom')" in text and "ValueError: boom" in text
+    assert "03_broken/kernel.log" in page.links and "03_broken/03_broken.pdf" not in page.links
+    assert "not run for this profile" in text
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+# CI installs Debian's chromium and sets REQUIRE_CHROMIUM=1: there a missing browser fails the test.
+@pytest.mark.skipif(not CHROMIUM and not os.environ.get("REQUIRE_CHROMIUM"),
+                    reason="chromium not installed (apt-get install chromium)")
+def test_index_renders_in_headless_chromium(tmp_path):
+    """The index page, opened from the file system by a real browser, draws something: several
+    colours (header, cards, thumbnail, verdict) rather than a blank page."""
+    from PIL import Image
+
+    from helpers.index import write_index
+    from helpers.screenshots import screenshot_html
+
+    index = write_index(tmp_path / "quick", fake_reports(tmp_path / "quick"))
+    png = screenshot_html(index, tmp_path / "index.png", (1200, 900))
+    with Image.open(png) as image:
+        rgb = image.convert("RGB")
+        colours = rgb.getcolors(maxcolors=1 << 20)
+        assert rgb.size == (1200, 900)
+    assert len(colours) > 20, "the page rendered blank"
+    blue = sum(n for n, c in colours if c == (30, 90, 160))  # the key figure's colour, as a thumbnail
+    assert blue > 10_000

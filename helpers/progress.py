@@ -1,0 +1,182 @@
+"""What the runner prints: progress while a notebook runs, and the summary table at the end (runner).
+
+Progress comes from nbclient's cell hooks (``on_cell_start``, ``on_cell_executed``), which papermill
+passes through as engine options, and from the notebook's printed lines (papermill's
+``stdout_file``). Cells are numbered as a reader counts them in the source notebook, markdown
+included, the same numbers the failure message uses.
+
+- Terminal (stdout is a TTY): one line, redrawn in place every second: cell k of n, time since the
+  notebook started, its section (the last markdown heading) and the last line it printed.
+- Otherwise (CI logs, pipes): a plain line when a cell that took SLOW seconds or more ends, and a
+  "still running" line every HEARTBEAT seconds while one cell keeps going; fast cells print
+  nothing, so a log shows where the time goes without a line per cell. The environment variable
+  HELPERS_PROGRESS_SLOW sets SLOW (0: a line for every cell).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+SLOW = 5.0        # seconds: plain mode reports cells at least this slow
+HEARTBEAT = 60.0  # seconds: plain mode says a long cell is still running this often
+
+
+def clock(seconds: float) -> str:
+    """Elapsed time as m:ss (h:mm:ss past an hour)."""
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def slow_seconds() -> float:
+    """SLOW, or HELPERS_PROGRESS_SLOW when set."""
+    text = os.environ.get("HELPERS_PROGRESS_SLOW", "").strip()
+    try:
+        return float(text) if text else SLOW
+    except ValueError:
+        raise ValueError(f"HELPERS_PROGRESS_SLOW must be a number of seconds, not {text!r}") from None
+
+
+def sections(nb) -> list[str]:
+    """For each cell of a notebook, the text of the last markdown heading at or before it."""
+    current, out = "", []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            heads = [line.lstrip("#").strip() for line in cell.source.splitlines() if line.startswith("#")]
+            current = heads[-1] if heads else current
+        out.append(current)
+    return out
+
+
+class Progress:
+    """Shows where one running notebook is (see the module docstring). Use as a context manager
+    around papermill's run and pass ``hooks()`` as engine options."""
+
+    def __init__(self, tag: str, source_nb, number, stream=None, tty: bool | None = None):
+        self.tag, self.number = tag, number  # number: executed cell index -> source position (0: injected)
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.total, self.titles = len(source_nb.cells), sections(source_nb)
+        self.slow = slow_seconds()
+        self.start = self.cell_start = self.last_said = time.monotonic()
+        self.cell: int | None = None
+        self.last_line = ""
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.tick, daemon=True)
+
+    def hooks(self) -> dict:
+        """papermill engine options: the cell hooks and the stdout sink."""
+        return {"on_cell_start": self.on_cell_start, "on_cell_executed": self.on_cell_executed,
+                "stdout_file": self}
+
+    def label(self) -> str:
+        """ "cell 12/48 (Training the two models)" or "the parameters cell"."""
+        if self.cell == 0:
+            return "the injected parameters cell"
+        section = self.titles[self.cell - 1] if self.cell else ""
+        return f"cell {self.cell}/{self.total}" + (f" ({section})" if section else "")
+
+    def on_cell_start(self, cell, cell_index, **_):
+        with self.lock:
+            self.cell, self.cell_start, self.last_line = self.number(cell_index), time.monotonic(), ""
+        self.draw()
+
+    def on_cell_executed(self, cell, cell_index, **_):
+        took = time.monotonic() - self.cell_start
+        if not self.tty and took >= self.slow:
+            self.say(f"{self.label()} took {took:.0f} s")
+
+    def write(self, text: str) -> None:
+        """papermill's stdout_file: remember the notebook's last printed line for the status."""
+        lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+        if lines:
+            self.last_line = lines[-1]
+
+    def flush(self) -> None:
+        """Part of the file interface papermill expects."""
+
+    def say(self, text: str) -> None:
+        """A plain line (non-TTY mode)."""
+        with self.lock:
+            now = time.monotonic()
+            self.last_said = now
+            print(f"{self.tag}: {text}, {clock(now - self.start)} elapsed", file=self.stream, flush=True)
+
+    def draw(self) -> None:
+        """Redraw the one-line status (TTY mode)."""
+        if not self.tty or self.cell is None:
+            return
+        with self.lock:
+            status = f"{self.tag}: {clock(time.monotonic() - self.start)}  {self.label()}"
+            if self.last_line:
+                status += f"  | {self.last_line}"
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            self.stream.write("\r" + status[:width].ljust(width))
+            self.stream.flush()
+
+    def tick(self) -> None:
+        while not self.done.wait(1.0):
+            if self.tty:
+                self.draw()
+            elif self.cell is not None and time.monotonic() - max(self.last_said, self.cell_start) >= HEARTBEAT:
+                self.say(f"{self.label()} still running ({clock(time.monotonic() - self.cell_start)} in it)")
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+        if self.tty:  # leave the line clean for the result line
+            with self.lock:
+                self.stream.write("\r" + " " * (shutil.get_terminal_size((100, 20)).columns - 1) + "\r")
+                self.stream.flush()
+        return False
+
+
+# --- the summary table ------------------------------------------------------------------------
+
+def headline_text(metrics: dict, width: int = 42) -> str:
+    """The first headline number beside the report's: "test acc plain 85.75% (report 92.06%)"."""
+    from .page import headline_rows
+
+    rows = headline_rows(metrics.get("headline") if isinstance(metrics.get("headline"), list) else None)
+    if not rows:
+        return "—"
+    name, value, report = rows[0]
+    text = f"{name} {value}" + (f" (report {report})" if report != "—" else "")
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def verdict_text(metrics: dict) -> str:
+    """The verdict's wording, or "—"."""
+    v = metrics.get("verdict")
+    return str(v.get("verdict") or "—") if isinstance(v, dict) else "—"
+
+
+def where(path: Path) -> str:
+    """A path relative to the working directory when it is under it, else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def summary_table(results: list) -> str:
+    """The runner's closing table: notebook, status, time, headline, verdict, report (PDF, else HTML)."""
+    from .page import duration
+
+    rows = [("notebook", "status", "time", "headline (report)", "verdict", "report")]
+    for r in results:
+        report = r.pdf or r.html
+        rows.append((r.notebook, r.status, duration(r.seconds) if r.finished else "—", headline_text(r.metrics),
+                     verdict_text(r.metrics), where(Path(r.folder) / report) if report else "—"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]
+                           for row in rows)

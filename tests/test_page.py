@@ -1,0 +1,209 @@
+"""Page elements (helpers.page): what each publishes for JupyterLab/HTML (text/html) and for the PDF
+(text/latex), tables that fit the page, numbered figures, and the metrics file the index reads."""
+
+import json
+import re
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from helpers import page
+
+VERDICT = {"quantity": "test accuracy, residual - plain", "unit": "percentage points", "reported": 1.35,
+           "measured": -7.4, "ci": [-9.1, -5.6], "level": 0.95, "p_value": 0.0004, "test": "exact McNemar, 1 seed",
+           "seeds": [2026], "verdict": "opposite direction, significant",
+           "scale": {"profile": "quick", "dataset": "synthetic", "epochs": 8}}
+HEADLINE = [{"name": "test acc plain", "value": 85.75, "report": 92.06, "unit": "%"},
+            {"name": "parameters", "value": 4754218, "report": 4754218, "unit": ""}]
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def bundle(element):
+    data = element._repr_mimebundle_()
+    return data if isinstance(data, dict) else data[0]
+
+
+def braces_balance(latex: str) -> bool:
+    unescaped = re.sub(r"\\[{}]", "", latex)
+    return unescaped.count("{") == unescaped.count("}")
+
+
+@pytest.mark.parametrize("element", [
+    page.title_block("A <study> & 100% of it", "000", "quick", "synthetic", [1, 2], "2026-11-23", 243.5,
+                     dataset_note="CIFAR-10 missing"),
+    page.summary_box(), page.summary_box(HEADLINE, VERDICT), page.verdict_box(VERDICT),
+    page.banner("Using the synthetic stand-in: 50% of $x_1$"), page.table(pd.DataFrame({"a_b": [1.5]}), "c#"),
+    page.caption("Figure 2", "loss & accuracy"),
+], ids=["title", "summary-empty", "summary", "verdict", "banner", "table", "caption"])
+def test_each_element_publishes_html_latex_and_plain(element):
+    data = bundle(element)
+    assert set(data) == {"text/html", "text/latex", "text/plain"}
+    assert all(isinstance(v, str) and v.strip() for v in data.values())
+    assert braces_balance(data["text/latex"]), data["text/latex"]
+    assert "<script" not in data["text/html"]
+
+
+def test_text_is_escaped_for_html_and_latex():
+    data = bundle(page.title_block("A <study> & 100% of it", "000", "quick", "synthetic", 1))
+    assert "A &lt;study&gt; &amp; 100% of it" in data["text/html"]
+    assert r"A <study> \& 100\% of it" in data["text/latex"]
+    assert bundle(page.banner("50% of $x_1$"))["text/latex"].count(r"\$x\_1\$") == 1
+
+
+def test_title_block_states_the_run_and_marks_itself_for_the_exporter():
+    data, meta = page.title_block("Plain vs residual", "000", "quick", "synthetic", [1, 2], "2026-11-23",
+                                  243.5)._repr_mimebundle_()
+    for fact in ("report 000", "quick", "synthetic", "1, 2", "2026-11-23", "4 min 04 s"):
+        assert fact in data["text/html"] and fact in data["text/latex"]
+    assert meta == {"helpers.page": {"element": "title_block", "title": "Plain vs residual"}}
+    assert "running…" in bundle(page.title_block("T", "000", "quick", "synthetic", 1))["text/plain"]
+    assert "stand-in dataset: CIFAR-10 missing" in bundle(
+        page.title_block("T", None, "quick", "synthetic", 1, dataset_note="CIFAR-10 missing"))["text/plain"]
+
+
+def test_summary_box_puts_each_number_beside_the_report():
+    data = bundle(page.summary_box(HEADLINE, VERDICT))
+    assert "test acc plain & \\textbf{85.75\\%} & 92.06\\%" in data["text/latex"]
+    assert "parameters: 4,754,218 (report 4,754,218)" in data["text/plain"]
+    assert "Verdict: opposite direction, significant" in data["text/plain"]
+    assert "Filled in when" in bundle(page.summary_box())["text/plain"]
+
+
+def test_verdict_box_shows_the_evidence_and_colours_the_verdict():
+    plain = bundle(page.verdict_box(VERDICT))["text/plain"]
+    for fact in ("report: +1.35", "this run: -7.40", "95% interval: [-9.10, -5.60]", "p: < 0.001",
+                 "test: exact McNemar, 1 seed", "seeds: 2026", "scale: profile quick, dataset synthetic, epochs 8"):
+        assert fact in plain
+    assert page.verdict_kind(VERDICT) == "bad"
+    assert page.verdict_kind({**VERDICT, "verdict": "same direction, significant"}) == "good"
+    assert page.verdict_kind({**VERDICT, "verdict": "same direction, not significant at this scale"}) == "neutral"
+    assert page.verdict_kind(None) == "neutral"
+    # A verdict missing most keys still renders, with dashes.
+    sparse = bundle(page.verdict_box({"verdict": "no detectable difference", "ci": [None, None], "p_value": None}))
+    assert "interval: —" in sparse["text/plain"] and "p: —" in sparse["text/plain"]
+    assert COLOUR_OF["bad"] in bundle(page.verdict_box(VERDICT))["text/html"]
+
+
+COLOUR_OF = {k: v[0] for k, v in page.COLOURS.items()}
+
+
+def test_wide_table_is_shrunk_to_the_line_width():
+    wide = pd.DataFrame(np.arange(30.0).reshape(3, 10) / 7, columns=[f"column {i}" for i in range(10)])
+    latex = bundle(page.table(wide, "Ten columns", label="Table 1"))["text/latex"]
+    assert latex.count(r"\begin{adjustbox}{max width=\linewidth}") == 1
+    assert r"\textbf{Table 1.} Ten columns" in latex and r"\toprule" in latex
+    assert "0.143" in latex  # 1/7 at 3 decimals
+    html = bundle(page.table(wide, "Ten columns", label="Table 1"))["text/html"]
+    assert "<b>Table 1.</b> Ten columns" in html and html.count("<th") >= 10
+
+
+def test_long_table_breaks_into_blocks_that_each_fit():
+    long = pd.DataFrame({"epoch": range(1, 101), "loss": np.linspace(2, 0.1, 100)})
+    latex = bundle(page.table(long, index=False))["text/latex"]
+    blocks = latex.split(r"\begin{adjustbox}")[1:]
+    assert len(blocks) == 3  # 40 + 40 + 20 rows, each its own box with the header repeated
+    assert all("epoch & loss" in b for b in blocks)
+    rows = [len(re.findall(r"^\d+ & ", b, re.M)) for b in blocks]
+    assert rows == [40, 40, 20]
+
+
+def test_table_headers_and_cells_are_escaped():
+    df = pd.DataFrame({"added (%)": [1.86], "a & b": ["x_1 <y>"]}, index=pd.Index(["res#1"], name="model_name"))
+    df.columns.name = "<metric>"
+    data = bundle(page.table(df))
+    assert r"model\_name" in data["text/latex"] and "&lt;metric&gt;" in data["text/html"]
+    assert r"added (\%)" in data["text/latex"] and r"a \& b" in data["text/latex"]
+    assert r"x\_1" in data["text/latex"] and r"res\#1" in data["text/latex"]
+    assert "a &amp; b" in data["text/html"] and "x_1 &lt;y&gt;" in data["text/html"]
+
+
+def test_series_and_missing_values():
+    data = bundle(page.table(pd.Series({"a": 1.0, "b": None}, name="value")))
+    assert "—" in data["text/latex"] and "—" in data["text/html"]
+
+
+def test_numbers_and_durations():
+    assert [page.number(v, u) for v, u in ((85.754, "%"), (-7.4, "points"), (4754218, ""), (0.00123, ""),
+                                           (None, "%"), (float("nan"), ""), ("n/a", "%"))] == [
+        "85.75%", "-7.40 points", "4,754,218", "0.00123", "—", "—", "n/a%"]
+    assert [page.duration(s) for s in (None, 12.34, 243.5, 3600)] == ["—", "12.3 s", "4 min 04 s", "60 min 00 s"]
+
+
+def test_figures_number_in_order_of_display_and_save_at_print_resolution(tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append((obj, kw)))
+    figs = page.Figures(tmp_path)
+    for name in ("loss", "acc", "loss"):  # showing "loss" again (a re-run cell) keeps number 1
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.plot([0, 1])
+        figs.show(fig, name, f"what to notice in {name}", key=name == "acc")
+        assert not plt.fignum_exists(fig.number)  # closed: the inline backend will not show it again
+    captions = [o.plain for o, _ in shown if isinstance(o, page.Element)]
+    assert captions == ["Figure 1. what to notice in loss", "Figure 2. what to notice in acc",
+                        "Figure 1. what to notice in loss"]
+    image, kw = shown[0]
+    assert kw["metadata"] == {"helpers.page": {"figure": 1}}
+    with Image.open(tmp_path / "figures" / "loss.png") as png:
+        assert round(png.info["dpi"][0]) == page.DPI
+        assert abs(image.width - png.size[0] * page.SCREEN_DPI / page.DPI) <= 1  # shown at screen size
+    figs.table(pd.DataFrame({"x": [1]}), "t", "first table")
+    assert shown[-1][0].plain.startswith("Table 1. first table")
+    assert figs.paths == ["figures/loss.png", "figures/acc.png"] and figs.key_path == "figures/acc.png"
+
+
+def test_write_metrics_keeps_the_schema_and_lists_figures(tmp_path):
+    figs = page.Figures(tmp_path)
+    fig, ax = plt.subplots()
+    figs.save(fig, "curve")
+    head = page.Header("Plain vs residual", "000", "quick", "synthetic", 2026, dataset_note=None)
+    fields = head.finish(HEADLINE, VERDICT)  # not shown: no display handles to update
+    assert page.write_metrics(tmp_path, {**fields, "acc": np.float32(0.5), "n": np.int64(3)}, figs) is None
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(page.SCHEMA) <= set(metrics)
+    assert metrics["seeds"] == [2026] and metrics["headline"] == HEADLINE and metrics["verdict"] == VERDICT
+    assert metrics["key_figure"] == "figures/curve.png" and metrics["figures"] == ["figures/curve.png"]
+    assert metrics["acc"] == 0.5 and metrics["n"] == 3 and metrics["run_seconds"] >= 0
+    for name in metrics["figures"]:
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_header_updates_its_displays_at_the_end(monkeypatch):
+    class Handle:
+        def __init__(self, obj):
+            self.objects = [obj]
+
+        def update(self, obj):
+            self.objects.append(obj)
+
+    handles = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, display_id=None: handles.append(Handle(obj))
+                        or handles[-1])
+    head = page.Header("T", "000", "quick", "synthetic", [1])
+    head.show()
+    head.finish(HEADLINE, VERDICT)
+    title, summary = handles
+    assert "running…" in title.objects[0].plain and "running…" not in title.objects[1].plain
+    assert "Filled in" in summary.objects[0].plain and "85.75%" in summary.objects[1].plain
+
+
+def test_plain_dataframe_display_gets_a_fitting_latex_repr():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        page.setup()
+        df = pd.DataFrame({f"c{i}": range(100) for i in range(10)})
+        data, _ = shell.display_formatter.format(df)
+        assert r"\begin{adjustbox}{max width=\linewidth}" in data["text/latex"]
+        assert "(first 60 of 100 rows)" in data["text/latex"]
+        assert "text/html" in data  # JupyterLab and the HTML report keep pandas' own table
+    finally:
+        InteractiveShell.clear_instance()
