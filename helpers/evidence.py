@@ -274,6 +274,7 @@ class Evidence(_Record):
     alpha: float
     scale: dict
     note: str = ""
+    direction: int = 1  # the sign of the report's claim: +1 = B ahead of A (the only thing "+"/"-" give)
 
 
 def _by_seed(outcomes, which: str) -> dict:
@@ -281,6 +282,19 @@ def _by_seed(outcomes, which: str) -> dict:
         raise ValueError(f"{which}: give {{seed: per-image outcomes}} with at least one seed, "
                          f"got {type(outcomes).__name__}")
     return dict(outcomes)
+
+
+def _reported(reported) -> tuple[float, tuple | None]:
+    """The report's difference B - A from a number or a pair (A, B); NaN for a sign alone ("+" / "-":
+    the report claims a direction without a number, e.g. 002's test-time augmentation)."""
+    if isinstance(reported, str):
+        if reported not in ("+", "-"):
+            raise ValueError(f"reported must be a number, a pair (A, B), or '+' / '-', not {reported!r}")
+        return math.nan, None
+    if isinstance(reported, (tuple, list)):
+        values = (float(reported[0]), float(reported[1]))
+        return round(values[1] - values[0], 10), values  # 1.35, not 1.3499..
+    return float(reported), None
 
 
 def compare_runs(outcomes_a: Mapping, outcomes_b: Mapping, *, reported, quantity: str,
@@ -304,11 +318,9 @@ def compare_runs(outcomes_a: Mapping, outcomes_b: Mapping, *, reported, quantity
     if list(a) != list(b):
         raise ValueError(f"outcomes_a and outcomes_b must have the same seeds, got {list(a)} and {list(b)}")
     pairs = [paired_proportions(a[s], b[s], level=level, n_boot=n_boot, seed=seed) for s in a]
-    if isinstance(reported, (tuple, list)):
-        reported_values = (float(reported[0]), float(reported[1]))
-        reported = round(reported_values[1] - reported_values[0], 10)  # 1.35, not 1.3499..
-    else:
-        reported_values = None
+    direction = reported if isinstance(reported, str) else None
+    reported, reported_values = _reported(reported)
+    sign = {"+": 1.0, "-": -1.0}[direction] if direction else reported
     k, first = len(pairs), pairs[0]
     if k == 1:
         measured, ci, p = 100 * first.diff, (100 * first.ci[0], 100 * first.ci[1]), first.p_value
@@ -321,8 +333,8 @@ def compare_runs(outcomes_a: Mapping, outcomes_b: Mapping, *, reported, quantity
         measured=float(measured), ci=(float(ci[0]), float(ci[1])), level=level, p_value=float(p), test=test,
         seeds=tuple(a), per_seed={"a": [100 * r.mean_a for r in pairs], "b": [100 * r.mean_b for r in pairs],
                                   "diff": [100 * r.diff for r in pairs]},
-        mcnemar=tuple(r.to_dict() for r in pairs), verdict=verdict(reported, measured, p, alpha), alpha=alpha,
-        scale={**(scale or {}), "seeds": k}, note=note)
+        mcnemar=tuple(r.to_dict() for r in pairs), verdict=verdict(sign, measured, p, alpha), alpha=alpha,
+        scale={**(scale or {}), "seeds": k}, note=note, direction=1 if sign > 0 else -1)
 
 
 # --- sentences ---------------------------------------------------------------------------------------
@@ -374,14 +386,17 @@ def describe(ev: Evidence) -> str:
     """The headline as one Markdown paragraph (01-05): the report's difference, this run's with its
     interval and p-value, the verdict in plain words and, unless it is "same direction,
     significant", the scale of this run."""
-    report = f"the report: {format_diff(ev.reported)}"
+    if math.isnan(ev.reported):  # a direction without a number
+        report = f"the report: {ev.names[1] if ev.direction > 0 else ev.names[0]} ahead, without a number"
+    else:
+        report = f"the report: {format_diff(ev.reported)}"
     if ev.reported_values:
         report += f" ({ev.reported_values[0]:.2f} -> {ev.reported_values[1]:.2f})"
     chance = "test-set sampling alone" if len(ev.seeds) == 1 else "seed-to-seed variation"
     sign = ""
     if ev.verdict == VERDICTS[2]:
         sign = " (this run's is exactly 0)" if ev.measured == 0 else (
-            "; its sign is opposite to the report's" if (ev.measured > 0) != (ev.reported > 0) else "")
+            "; its sign is opposite to the report's" if (ev.measured > 0) != (ev.direction > 0) else "")
     title = ev.quantity[:1].upper() + ev.quantity[1:]
     text = (f"**{title}** ({ev.unit}), {report}; this run: {format_diff(ev.measured)}, "
             f"{ev.level:.0%} interval {format_interval(ev.ci)}, {format_p(ev.p_value)} ({ev.test}). "

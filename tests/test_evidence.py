@@ -285,3 +285,19 @@ def test_epoch_variation():
     smoother = pd.DataFrame({"epoch": [1, 2, 3, 4, 5], "val_acc": [0.50, 0.55, 0.58, 0.62, 0.66]})
     r = paired_values(epoch_variation(h), epoch_variation(smoother))
     assert r.diff == pytest.approx(np.mean([5 - 10, 3 - 5, 4 - 15, 4 - 2]))
+
+
+def test_a_direction_without_a_number():
+    """Report 002 claims test-time augmentation helps without giving a single-view number."""
+    rng = np.random.default_rng(0)
+    a = rng.random(2000) < 0.6
+    b = a | (rng.random(2000) < 0.1)  # B is right wherever A is, and on some more images
+    ev = E.compare_runs({42: a}, {42: b}, reported="+", quantity="test accuracy, TTA - single view",
+                        names=("single view", "TTA"))
+    assert math.isnan(ev.reported) and ev.direction == 1 and ev.verdict == "same direction, significant"
+    assert ev.to_dict()["reported"] is None
+    assert "the report: TTA ahead, without a number" in E.describe(ev)
+    worse = E.compare_runs({42: b}, {42: a}, reported="+", quantity="q", names=("single view", "TTA"))
+    assert worse.verdict == "opposite direction, significant"
+    with pytest.raises(ValueError, match="'\\+' / '-'"):
+        E.compare_runs({42: a}, {42: b}, reported="up", quantity="q")
