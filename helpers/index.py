@@ -132,7 +132,7 @@ def card(profile_dir: Path, run) -> str:
              f'<span class="pill {state}">{esc(run.status)}</span></h2>',
              f'<div class="meta">{esc(" · ".join(f for f in facts if f) or "not run for this profile")}</div>']
     if m.get("dataset_note"):
-        parts.append(box("note", f"Stand-in dataset: {esc(m['dataset_note'])}"))
+        parts.append(box("note", esc(m["dataset_note"])))
     if state == "ok" or m:
         parts.append(headline_html(m))
         v = m.get("verdict") if isinstance(m.get("verdict"), dict) else None

@@ -100,14 +100,16 @@ def duration(seconds) -> str:
     return f"{int(minutes)} min {secs:02.0f} s" if minutes else f"{secs:.1f} s"
 
 
-def box(kind: str, title: str, body_html: str, body_latex: str, plain: str, meta=None) -> Element:
-    """A framed, tinted box in all three renderings (kind: a key of COLOURS)."""
+def box(kind: str, title: str, body_html: str, body_latex: str, plain: str, meta=None,
+        breakable: bool = True) -> Element:
+    """A framed, tinted box in all three renderings (kind: a key of COLOURS); a short box that must
+    not be split across two PDF pages says ``breakable=False``."""
     border, back, frame, fill = COLOURS[kind]
     head_html = f'<div style="font-weight:bold;margin-bottom:.3em">{esc(title)}</div>' if title else ""
     page_html = (f'<div style="border:1px solid {border};border-left:6px solid {border};background:{back};'
                  f'padding:.6em .9em;margin:.6em 0;color:#222">{head_html}{body_html}</div>')
     title_opt = f",title={{{tex(title)}}},fonttitle=\\bfseries,coltitle=black,colbacktitle={fill}" if title else ""
-    page_latex = (f"\\begin{{tcolorbox}}[breakable,colframe={frame},colback={fill},boxrule=0.6pt,"
+    page_latex = (f"\\begin{{tcolorbox}}[{'breakable,' if breakable else ''}colframe={frame},colback={fill},boxrule=0.6pt,"
                   f"left=6pt,right=6pt{title_opt}]\n{body_latex}\n\\end{{tcolorbox}}")
     return Element(page_html, page_latex, plain, meta)
 
@@ -140,7 +142,7 @@ def title_block(title: str, reference_report: str | None, profile: str, dataset:
     plain = f"{title}\n" + "  ".join(f"{k}: {v}" for k, v in facts)
     el = Element(page_html, page_latex, plain, {"element": "title_block", "title": title})
     if dataset_note:
-        note = banner(f"Using a stand-in dataset: {dataset_note}")
+        note = banner(dataset_note)
         el = Element(el.html + note.html, el.latex + "\n" + note.latex, f"{plain}\n{note.plain}", el.meta)
     return el
 
@@ -205,7 +207,7 @@ def verdict_box(verdict: dict) -> Element:
         body_latex += f"\n{{\\small {tex(note)}}}"
     title = f"Verdict: {verdict.get('verdict') or '—'}"
     plain = title + "\n" + "\n".join(f"  {k}: {t}" for k, t in facts)
-    return box(verdict_kind(verdict), title, body_html, body_latex, plain)
+    return box(verdict_kind(verdict), title, body_html, body_latex, plain, breakable=False)
 
 
 def headline_rows(headline) -> list[tuple[str, str, str]]:
@@ -284,12 +286,14 @@ class Header:
 
 def table(df, caption: str | None = None, *, digits: int = 3, index: bool = True, formats=None,
           label: str | None = None) -> Element:
-    """A DataFrame (or Series) as a table that fits the page in every export (01-05).
+    """A DataFrame (or a Series, or a dict of columns) as a table that fits the page in every export (01-05).
 
     HTML: pandas' Styler. LaTeX: booktabs blocks of TABLE_ROWS rows, each shrunk to the line width
     when wider (adjustbox ``max width``), so wide tables fit and long ones break across pages.
     ``digits``: decimals of floats; ``formats``: Styler.format's formatter (a format string, a
     callable, or a dict per column); ``label``: e.g. "Table 2", printed bold before the caption."""
+    if isinstance(df, dict):
+        df = pd.DataFrame(df)
     if isinstance(df, pd.Series):
         df = df.to_frame()
     head = " ".join(filter(None, [f"{label}." if label else None, caption]))
@@ -307,7 +311,9 @@ def table(df, caption: str | None = None, *, digits: int = 3, index: bool = True
     page_html = styled("html", df).set_table_attributes('class="dataframe"').to_html()
     if head:
         page_html = f'<div style="margin:.4em 0 .2em">{caption_html(label, caption)}</div>{page_html}'
-    blocks = [styled("latex", df.iloc[i:i + TABLE_ROWS]).to_latex(hrules=True, multirow_align="naive")
+    fmt = column_format(df, index)
+    blocks = [styled("latex", df.iloc[i:i + TABLE_ROWS]).to_latex(hrules=True, multirow_align="naive",
+                                                                   column_format=fmt)
               for i in range(0, max(len(df), 1), TABLE_ROWS)]
     body = "\n\\par\\smallskip\n".join(
         f"\\begin{{adjustbox}}{{max width=\\linewidth}}\n{b}\\end{{adjustbox}}" for b in blocks)
@@ -315,6 +321,33 @@ def table(df, caption: str | None = None, *, digits: int = 3, index: bool = True
     page_latex = f"\\begin{{center}}\\small\\setlength{{\\tabcolsep}}{{4pt}}\n{cap}{body}\n\\end{{center}}"
     plain = (head + "\n" if head else "") + df.to_string(max_rows=20, max_cols=8)
     return Element(page_html, page_latex, plain)
+
+
+LINE_CHARS = 110  # characters of \small text that fit one line of the page
+WRAP_FROM = 24    # a column whose longest entry is longer than this wraps when the table is too wide
+
+
+def column_format(df: pd.DataFrame, index: bool) -> str | None:
+    """LaTeX column spec that wraps long text columns (p-columns sharing the line) when the table
+    would be wider than the page; None (pandas' default) when it fits. Shrinking a table of
+    sentences to the line width makes it unreadable (the protocol card's "why" column)."""
+    def longest(values, name) -> int:
+        return max([len(str(name or ""))] + [len(str(v)) for v in values])
+
+    lengths = ([longest(df.index, df.index.name)] * df.index.nlevels if index else []) + \
+              [longest(df[c], c) for c in df.columns]
+    if sum(lengths) + 2 * len(lengths) <= LINE_CHARS:
+        return None
+    numeric = [False] * (df.index.nlevels if index else 0) + \
+              [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
+    wide = [n > WRAP_FROM and not num for n, num in zip(lengths, numeric)]
+    room = LINE_CHARS - sum(n + 2 for n, w in zip(lengths, wide) if not w) - 2 * sum(wide)
+    share = sum(n for n, w in zip(lengths, wide) if w)
+    spec = []
+    for n, w, num in zip(lengths, wide, numeric):
+        fraction = max(0.08, min(0.6, room * n / share / LINE_CHARS)) if w else 0
+        spec.append(f">{{\\raggedright\\arraybackslash}}p{{{fraction:.2f}\\linewidth}}" if w else "r" if num else "l")
+    return "".join(spec) if any(wide) else None
 
 
 def caption_html(label: str | None, text: str | None) -> str:

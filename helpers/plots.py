@@ -48,6 +48,14 @@ def image_grid(images, titles: list[str], cols: int = 8, size: float = 1.35, sup
     return fig
 
 
+def changed_grid(images, indices, labels, preds, classes: list[str], name: str, n: int = 16) -> plt.Figure:
+    """The first ``n`` of ``indices`` (test images whose prediction changed between two models),
+    titled with the test index, the true class and model ``name``'s answer (05: rescued by BatchNorm)."""
+    idx = list(indices[:n])
+    titles = [f"#{i}\ntrue {classes[int(labels[i])]}\n{name}: {classes[int(preds.pred[i])]}" for i in idx]
+    return image_grid([images[i] for i in idx], titles, cols=8)
+
+
 def one_per_class(images, labels, classes: list[str]) -> plt.Figure:
     """The first image of each class (notebooks 04, 05: "what the data looks like")."""
     labels = np.asarray(labels)

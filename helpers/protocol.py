@@ -159,7 +159,7 @@ def protocol_card(s: Settings, data=None) -> pd.DataFrame:
             given = [f"{k}={s.overrides[k]!r}" for k in ROW_FIELDS[name] if k in s.overrides]
             mark, why = "changed", "you set " + ", ".join(given or [f"{k}={v!r}" for k, v in s.overrides.items()])
         elif value != report[name]:
-            mark, why = "scaled", f"the {s.profile} profile: {report[name]} in the full profile"
+            mark, why = "scaled", f"smaller in the {s.profile} profile; full profile: {report[name]}"
         elif name in CHOSEN[s.study]:
             mark, why = "chosen", CHOSEN[s.study][name]
         else:

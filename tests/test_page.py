@@ -65,8 +65,8 @@ def test_title_block_states_the_run_and_marks_itself_for_the_exporter():
         assert fact in data["text/html"] and fact in data["text/latex"]
     assert meta == {"helpers.page": {"element": "title_block", "title": "Plain vs residual"}}
     assert "running…" in bundle(page.title_block("T", "000", "quick", "synthetic", 1))["text/plain"]
-    assert "stand-in dataset: CIFAR-10 missing" in bundle(
-        page.title_block("T", None, "quick", "synthetic", 1, dataset_note="CIFAR-10 missing"))["text/plain"]
+    note = "Using the synthetic stand-in: CIFAR-10 is not in data/"  # the data choice's own sentence, as it is
+    assert bundle(page.title_block("T", None, "quick", "synthetic", 1, dataset_note=note))["text/plain"].endswith(note)
 
 
 def test_summary_box_puts_each_number_beside_the_report():

@@ -74,7 +74,7 @@ def test_quick_card_marks_what_it_scaled(cifar_here, study):
     card = protocol_card(settings(study, "quick"))
     for row in ("images", "model", "parameters", "epochs", "batches per epoch"):
         assert card.loc[row, "mark"] == "scaled", row
-        assert card.loc[row, "why"].startswith("the quick profile: ")
+        assert card.loc[row, "why"].startswith("smaller in the quick profile; full profile: ")
     for row in ("optimiser", "momentum", "weight decay", "normalisation", "precision", "seeds", "dataset"):
         assert card.loc[row, "mark"] in ("same", "chosen"), row
     assert "changed" not in set(card["mark"])

@@ -1,0 +1,94 @@
+"""helpers.study: a study's runs for every seed, their predictions and the headline against the report."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from helpers import study
+from helpers.profiles import STUDIES, VARIANTS, settings
+
+
+def test_every_study_has_a_headline_over_its_own_variants():
+    assert set(study.HEADLINES) == set(STUDIES)
+    for name, h in study.HEADLINES.items():
+        variants = VARIANTS[name]({"label_smoothing": 0.1, "cutmix_alpha": 1, "cutmix_p": 0.5, "batch_size_2": 128,
+                                   "lr_2": 0.2})
+        assert {h.a, h.b} <= set(variants), name
+        assert h.report_numbers(), name  # the summary box always has a number of the report's
+
+
+def test_report_numbers_are_the_reports():
+    assert study.HEADLINES["stress_test"].report_numbers() == {"plain": 92.06, "residual": 93.41}
+    assert study.HEADLINES["resnet_budget"].report_numbers() == {"single view": 94.65}
+    assert study.HEADLINES["bn_ablation"].reported == (78.15, 81.62)
+
+
+@pytest.fixture(scope="module")
+def two_seeds():
+    """The bn_ablation smoke study with two seeds and one epoch: 2 variants x 2 seeds of tiny runs."""
+    S = settings("bn_ablation", "smoke", seeds=2, epochs=1, device="cpu")
+    data = S.load_data()
+    runs = study.train(S, data, progress=False)
+    return S, data, runs, study.predict(runs, data, S)
+
+
+def test_train_and_predict_cover_every_variant_and_seed(two_seeds):
+    S, data, runs, preds = two_seeds
+    assert S.seeds == (42, 43)
+    assert {v: [r.config.seed for r in rs] for v, rs in runs.items()} == {"baseline": [42, 43], "batchnorm": [42, 43]}
+    assert all(len(p.pred) == len(data.test_labels) for plist in preds.values() for p in plist)
+
+
+def test_evidence_over_two_seeds_uses_the_seed_level_test(two_seeds):
+    S, data, runs, preds = two_seeds
+    ev = study.evidence(S, preds, data)
+    assert ev.seeds == (42, 43) and ev.test.startswith("paired t-test")
+    acc = {v: [100 * p.correct.mean() for p in preds[v]] for v in ("baseline", "batchnorm")}
+    assert ev.measured == pytest.approx(np.mean(np.subtract(acc["batchnorm"], acc["baseline"])))
+    assert ev.reported == pytest.approx(3.47) and ev.scale["profile"] == "smoke"
+    table = study.accuracy_table(S, preds)
+    assert list(table.index) == ["baseline", "batchnorm"]
+    assert {"seed 42", "seed 43", "mean over seeds", "95% interval over seeds"} <= set(table.columns)
+    rows = study.headline(S, study.accuracies(S, preds))
+    assert rows[0]["name"] == "test accuracy, baseline (mean of 2 seeds)" and rows[0]["report"] == 78.15
+
+
+def test_accuracy_interval_is_the_exact_binomial_one():
+    correct = np.array([True] * 70 + [False] * 30)
+    expected = stats.binomtest(70, 100).proportion_ci(0.95, method="exact")
+    assert study.accuracy_interval(correct) == pytest.approx((100 * expected.low, 100 * expected.high))
+
+
+def fake_runs(curves_a, curves_b, lr):
+    def run(acc):
+        return SimpleNamespace(history=pd.DataFrame({"epoch": range(1, len(acc) + 1), "val_acc": acc, "lr": lr}))
+    return {"baseline": [run(a) for a in curves_a], "batchnorm": [run(b) for b in curves_b]}
+
+
+def test_smoothness_one_seed_epoch_by_epoch():
+    S = settings("bn_ablation", "smoke")
+    lr = [0.1, 0.1, 0.1, 0.1, 0.01]  # epoch 5 starts after a x0.1 drop: its jump is left out
+    runs = fake_runs([[0.1, 0.3, 0.2, 0.4, 0.9]], [[0.1, 0.2, 0.25, 0.3, 0.9]], lr)
+    table, m = study.smoothness(S, runs)
+    assert m["a"] == pytest.approx(np.mean([20, 10, 20])) and m["b"] == pytest.approx(np.mean([10, 5, 5]))
+    assert m["diff"] == pytest.approx(-10.0) and "3 epochs" in m["test"]
+    assert table.shape[0] == 1
+
+
+def test_smoothness_with_no_change_left_says_so():
+    S = settings("bn_ablation", "smoke")
+    table, m = study.smoothness(S, fake_runs([[0.1, 0.2]], [[0.1, 0.3]], [0.1, 0.01]))
+    assert m is None and "not measurable" in table["test"].iloc[0]
+
+
+def test_lr_drops_are_step_drops_only():
+    h = pd.DataFrame({"epoch": [1, 2, 3, 4, 5], "lr": [0.1, 0.09, 0.01, 0.01, 0.001]})
+    assert study.lr_drops(h) == [3, 5]  # a cosine-like decrease (0.1 -> 0.09) is not a drop
+
+
+def test_class_changes_largest_gain_first():
+    table = study.class_changes({"a": np.array([0.5, 0.9]), "b": np.array([0.8, 0.7])}, ["cat", "dog"], "a", "b")
+    assert list(table.index) == ["cat", "dog"] and table["change (points)"].tolist() == pytest.approx([30, -20])
