@@ -242,6 +242,14 @@ def settings(study: str, profile: str = "quick", **overrides) -> Settings:
     return Settings(study=study, profile=profile, train=config, extra=extra, seeds=seeds, overrides=given, **top)
 
 
+def setting_names(study: str) -> set[str]:
+    """Every name ``settings(study, ...)`` accepts as an override (the runner passes the ``-p`` values
+    among these to it before any kernel starts)."""
+    from .config import config_fields
+
+    return set(config_fields()) | {"dataset", "n_train", "n_test", "seeds"} | set(FULL[study].get("extra", {}))
+
+
 def check_dataset(dataset) -> None:
     if not isinstance(dataset, str) or not (dataset in DATASETS or (dataset.startswith("folder:") and dataset[7:].strip())):
         raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")

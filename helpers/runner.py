@@ -138,7 +138,7 @@ def plan(names, profile: str, params: dict, notebooks_dir) -> list[Path]:
 def check_dataset(dataset: str) -> str:
     """Return ``--dataset`` ready for the kernels, or raise UsageError; a folder: path is made
     absolute, since each notebook runs in its own folder."""
-    from helpers.data import SOURCES
+    from helpers.profiles import DATASETS
 
     if dataset.startswith("folder:"):
         raw = dataset[len("folder:"):]
@@ -146,28 +146,33 @@ def check_dataset(dataset: str) -> str:
         if not raw.strip() or not path.exists():
             raise UsageError(f"--dataset {dataset}: no such file or folder")
         return f"folder:{path.resolve()}"
-    if dataset not in SOURCES:
-        raise UsageError(f"unknown dataset {dataset!r} (valid: {', '.join(SOURCES)})")
+    if dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {dataset!r} (valid: {', '.join(DATASETS)})")
     return dataset
 
 
-def check_values(paths: list[Path], profile: str, dataset: str | None, params: dict) -> None:
+def check_values(paths: list[Path], profile: str, dataset: str | None, params: dict) -> dict[str, str]:
     """Give each study notebook's settings, -p values included, to helpers.profiles.settings, as the
-    notebook's first cell will: a bad value (-p epochs -1) fails here rather than in a kernel."""
+    notebook's first cell will: a bad value (-p epochs -1, -p seeds x) fails here rather than in a
+    kernel. Returns, per notebook, the one-line note of a study that falls back to the synthetic
+    stand-in ("auto" data without CIFAR), for the runner to announce."""
     from helpers.profiles import STUDIES
 
+    notes = {}
     for path in paths:
         study = path.stem.partition("_")[2]
         if study not in STUDIES:
             continue
-        from helpers.profiles import settings  # imports torch: only for the real notebooks
-        from helpers.config import config_fields
+        from helpers.profiles import setting_names, settings  # imports torch: only for the real notebooks
 
-        names = set(config_fields()) | {"n_train", "n_test"}
+        names = setting_names(study)
         try:
-            settings(study, profile, dataset=dataset, **{k: v for k, v in params.items() if k in names})
+            s = settings(study, profile, dataset=dataset, **{k: v for k, v in params.items() if k in names})
         except ValueError as err:
             raise UsageError(f"{path.stem}: {err}") from None
+        if s.data_choice.fell_back:
+            notes[path.stem] = s.data_choice.banner()
+    return notes
 
 
 def check_output(out: Path) -> None:
@@ -321,7 +326,7 @@ def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None
         raise UsageError(f"--timeout must be a positive number of seconds, not {timeout}")
     if dataset is not None:
         dataset = check_dataset(dataset)
-    check_values(paths, profile, dataset, params)
+    fallbacks = check_values(paths, profile, dataset, params)
     if pdf and pdf_engine_missing():
         print(PDF_HINT, flush=True)
         pdf = False
@@ -333,6 +338,8 @@ def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None
         for i, path in enumerate(paths, 1):
             tag = f"[{i}/{len(paths)}] {path.stem}"
             print(f"{tag}: running (profile {profile}, dataset {dataset or 'the profile default'})", flush=True)
+            if path.stem in fallbacks:
+                print(f"{tag}: {fallbacks[path.stem]}", flush=True)
             result = run_one(path, profile, dataset, params, out, timeout, pdf, tag)
             print(f"{tag}: {result.status} in {result.seconds:.1f} s "
                   f"(+{result.export_seconds:.1f} s export)", flush=True)
@@ -386,8 +393,9 @@ def parser() -> argparse.ArgumentParser:
     # Spelled out rather than read from helpers.profiles, which imports torch; a test keeps it true.
     p.add_argument("--profile", default="quick", help="smoke, quick (default) or full")
     p.add_argument("--dataset", default=None,
-                   help="synthetic, cifar10, cifar100 or folder:PATH (default: the profile's dataset; "
-                        "quick and smoke use synthetic, full the report's)")
+                   help="auto, synthetic, cifar10, cifar100 or folder:PATH (default: the profile's dataset: "
+                        "auto for quick and full, i.e. the report's CIFAR when it is in data/ or can be "
+                        "downloaded, else the synthetic stand-in; smoke always uses synthetic)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                    metavar=("NAME", "VALUE"),
                    help="set a notebook parameter; VALUE is parsed as papermill -p does")

@@ -455,12 +455,13 @@ def test_empty_data_is_rejected_before_training(tmp_path, sizes, val_fraction, m
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--dataset", "cifar11"], "unknown dataset 'cifar11' (valid: synthetic, cifar10, cifar100, folder:PATH)"),
+    (["--dataset", "cifar11"], "unknown dataset 'cifar11' (valid: auto, synthetic, cifar10, cifar100, folder:PATH)"),
     (["--dataset", "folder:/no/such/folder"], "--dataset folder:/no/such/folder: no such file or folder"),
     (["--timeout", "0"], "--timeout must be a positive number of seconds, not 0"),
     (["-p", "epochs", "-1"], "05_bn_ablation: TrainConfig: epochs must be a positive integer, not -1"),
     (["-p", "device", "gpu"], "05_bn_ablation: TrainConfig: unknown device 'gpu'; valid: auto, cpu, cuda, cuda:N, mps"),
     (["-p", "epochs", "many"], "05_bn_ablation: TrainConfig: epochs must be a positive integer, not 'many'"),
+    (["-p", "seeds", "two"], "05_bn_ablation: seeds must be an integer k >= 1"),
 ])
 def test_runner_rejects_bad_values_before_running(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.setattr(runner, "run_one", lambda *a, **k: pytest.fail("a notebook was started"))
@@ -468,8 +469,18 @@ def test_runner_rejects_bad_values_before_running(tmp_path, capsys, monkeypatch,
     with pytest.raises(SystemExit) as exit_:
         runner.main(["05", "--no-pdf", "--output", str(out), *args])
     assert exit_.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"error: {message}")
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
     assert not out.exists()
+
+
+def test_runner_announces_a_fallback_to_the_synthetic_stand_in(tmp_path, capsys, monkeypatch):
+    """quick runs on "auto" data: without CIFAR in the data folder and offline, the runner says so in
+    one line before the notebook starts (the notebook's title block says it too)."""
+    monkeypatch.setenv("HELPERS_OFFLINE", "1")
+    monkeypatch.setattr(runner, "run_one", lambda *a, **k: runner.Result("05_bn_ablation", "ok"))
+    runner.run_notebooks(["05"], profile="quick", output=tmp_path / "out", pdf=False)
+    line = [x for x in capsys.readouterr().out.splitlines() if "stand-in" in x]
+    assert len(line) == 1 and line[0].startswith("[1/1] 05_bn_ablation: Using the synthetic stand-in: CIFAR-10 is not in")
 
 
 def test_runner_rejects_an_output_folder_it_cannot_write(tmp_path, capsys, monkeypatch):
