@@ -423,7 +423,7 @@ def test_index_links_resolve_and_cards_degrade_gracefully(tmp_path):
     with Image.open(tmp_path / "01_full" / "thumbnail.png") as thumb:
         assert thumb.size[0] <= 560 and thumb.size[1] <= 360
     assert "85.75%" in text and "93.41%" in text and "4 min 04 s" in text
-    assert "Verdict: same direction, significant" in text and "Stand-in dataset: CIFAR-10 was not found" in text
+    assert "Verdict: same direction, significant" in text and "CIFAR-10 was not found; synthetic shapes stand in" in text
     # Today's notebooks: no headline/verdict keys, no figure: dashes, no crash.
     assert "Headline: —" in text and "Verdict: —" in text and "no figure" in text
     # The failure: its cell and error, the kernel log, no PDF link.
