@@ -10,7 +10,7 @@ PROFILE ?= quick
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,cluster]'
 	touch $@
 
 reports: $(VENV)/.installed   ## run every notebook headless (PROFILE=quick) and write reports/

@@ -312,13 +312,15 @@ def load_runs(profile_dir: Path, stems: list[str]) -> list[Result]:
 
 def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None, params=None,
                   output: str | Path | None = None, pdf: bool = True, timeout: int | None = None,
-                  notebooks_dir: str | Path | None = None) -> list[Result]:
+                  notebooks_dir: str | Path | None = None, *, train_first: bool = False, workers: int = 1,
+                  ray: str | None = None) -> list[Result]:
     """Execute notebooks (default: all) and export their reports; return one Result each.
 
     names: stems, numbers or short names. params: extra notebook parameters (must exist in each
     notebook's parameters cell). output: report folder (default ``reports/`` in the project
-    root). timeout: seconds allowed per cell (papermill's execution_timeout). Raises UsageError
-    before running anything if the request is invalid; notebook failures are in the Results.
+    root). timeout: seconds allowed per cell (papermill's execution_timeout). train_first, workers,
+    ray: train every run first (``helpers.parallel``). Raises UsageError before running anything if
+    the request is invalid; notebook failures are in the Results.
     """
     params = dict(params or {})
     paths = plan(names, profile, params, notebooks_dir)
@@ -327,11 +329,19 @@ def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None
     if dataset is not None:
         dataset = check_dataset(dataset)
     fallbacks = check_values(paths, profile, dataset, params)
+    if not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"--workers must be a positive integer, not {workers}")
     if pdf and pdf_engine_missing():
         print(PDF_HINT, flush=True)
         pdf = False
     out = Path(output) if output is not None else REPORTS_DIR
     check_output(out)
+    if train_first or workers > 1 or ray is not None:
+        from helpers import parallel
+        from helpers.profiles import STUDIES
+
+        studies = [s for s in (p.stem.partition("_")[2] for p in paths) if s in STUDIES]
+        parallel.train_studies(studies, profile, dataset, params, workers, ray)
     results = []
     with kernel_env():
         ensure_kernel()
@@ -402,6 +412,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="report folder (default: reports/ in the project root)")
     p.add_argument("--no-pdf", action="store_true", help="skip the PDF export")
     p.add_argument("--timeout", type=int, help="seconds allowed per cell (default: no limit)")
+    p.add_argument("--train-first", action="store_true",
+                   help="train every run the notebooks need before executing them (they then load the "
+                        "runs from the run cache); implied by --workers and --ray")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="train with N worker processes side by side, each with its share of the cores "
+                        "(one GPU each where there are several)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="train each run as a task on a Ray cluster: auto (the running cluster), HOST:PORT, "
+                        "or local (start one on this machine); needs pip install -e '.[cluster]'")
     p.add_argument("--notebooks-dir", help="read notebooks from here (for tests/advanced use)")
     p.add_argument("--list", action="store_true", help="list notebooks and their parameters")
     p.add_argument("--install-kernel", action="store_true",
@@ -466,7 +485,8 @@ def main(argv=None) -> int:
     params = {name: parse_value(value) for name, value in args.parameter}
     try:
         results = run_notebooks(args.notebooks, args.profile, args.dataset, params, args.output,
-                                not args.no_pdf, args.timeout, args.notebooks_dir)
+                                not args.no_pdf, args.timeout, args.notebooks_dir,
+                                train_first=args.train_first, workers=args.workers, ray=args.ray)
     except UsageError as err:
         cli.error(str(err))  # prints usage + message, exits 2
     failed = [r for r in results if not r.ok or r.error]  # an ok run with an error: export failed

@@ -1,0 +1,228 @@
+"""Train the runs of several studies before their notebooks execute: in this process, side by side in
+worker processes, or as tasks on a Ray cluster. The notebooks then load every run from the run cache.
+
+    python -m helpers.runner --train-first                 # one after another, in this process
+    python -m helpers.runner --workers 2                   # 2 worker processes, each with its share of the cores
+    python -m helpers.runner --ray auto                    # each run a Ray task (pip install -e .[cluster])
+
+A :class:`Job` names one run by what any process needs to rebuild it: the study's settings (study,
+profile, dataset, the ``-p`` overrides ``settings`` accepts) and the config; ``plan`` lists exactly the
+runs the notebooks train (``Settings.runs()``). Scheduling, retries and placement are the process pool's
+and Ray's: this module only says what to run and where its files go.
+
+Where the files go with Ray: a task trains into its node's run store. When ``HELPERS_DATA`` is set on
+the driver it is passed to every task, so on a cluster whose nodes share that folder (NFS, a shared
+disk) the runs land there directly, and a task whose worker dies is retried by Ray and resumes from the
+run's last checkpoint. Without it, each task returns its finished run folder and the driver writes it
+into the local run cache (checked against its manifest).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from .config import TrainConfig
+
+RAY_EXCLUDES = ["data/", "reports/", ".venv/", ".git/", "benchmarks/results/", "docs/", "*.ipynb"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run and the study settings its data comes from."""
+
+    study: str
+    profile: str
+    dataset: str | None
+    overrides: tuple  # sorted (name, value) pairs given to ``settings``
+    config: TrainConfig
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.name} seed {self.config.seed}"
+
+    def settings(self):
+        from .profiles import settings
+
+        return settings(self.study, self.profile, dataset=self.dataset, **dict(self.overrides))
+
+
+def plan(studies: list[str], profile: str, dataset: str | None, params: dict) -> list[Job]:
+    """Every run the given studies' notebooks train, once each, in notebook order (runner --train-first)."""
+    from .profiles import setting_names, settings
+
+    jobs, seen = [], set()
+    for study in studies:
+        overrides = tuple(sorted((k, v) for k, v in params.items() if k in setting_names(study)))
+        s = settings(study, profile, dataset=dataset, **dict(overrides))
+        for configs in s.runs().values():
+            for config in configs:
+                key = json.dumps(config.key_dict(), sort_keys=True, default=str)  # configs hold dicts: unhashable
+                if key not in seen:
+                    seen.add(key)
+                    jobs.append(Job(study, profile, dataset, overrides, config))
+    return jobs
+
+
+_DATA: dict = {}  # per process: a study's dataset, loaded once for all its runs
+
+
+def run_job(job: Job, threads: int | None = None, device: str | None = None) -> dict:
+    """Train (or load) one run in this process; ``threads``: torch intra-op threads for it;
+    ``device``: where to train (e.g. "cuda:1"; not part of the run's identity)."""
+    import torch
+
+    from .train import fit
+
+    if threads:
+        torch.set_num_threads(threads)
+    key = (job.study, job.profile, job.dataset, job.overrides)
+    if key not in _DATA:
+        _DATA[key] = job.settings().load_data()
+    config = job.config if device is None else job.config.replace(device=device)
+    start = time.perf_counter()
+    run = fit(config, _DATA[key], progress=False)
+    return {"label": job.label, "path": str(run.path), "cached": run.cached,
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
+def report(done: int, total: int, result: dict, echo=print) -> None:
+    what = "loaded from the run cache" if result["cached"] else f"trained in {result['seconds']:.1f} s"
+    echo(f"[train {done}/{total}] {result['label']}: {what}", flush=True)
+
+
+def train_studies(studies: list[str], profile: str, dataset: str | None, params: dict, workers: int = 1,
+                  ray: str | None = None, echo=print) -> list[dict]:
+    """Train every run of ``studies`` (the runner's --train-first / --workers / --ray): locally, or on
+    Ray when ``ray`` names a cluster ("auto", an address, or "local" for a new one on this machine)."""
+    jobs = plan(studies, profile, dataset, params)
+    where = (f"on the Ray cluster at {ray}" if ray not in (None, "local") else "on a local Ray cluster" if ray
+             else f"in {workers} worker processes" if workers > 1 else "in this process")
+    echo(f"Training {len(jobs)} runs first, {where}", flush=True)
+    start = time.perf_counter()
+    if ray is not None:
+        results = train_ray(jobs, None if ray == "local" else ray, echo=echo)
+    else:
+        results = train_local(jobs, workers, echo=echo)
+    echo(f"Trained in {time.perf_counter() - start:.0f} s; the notebooks load the runs from the cache", flush=True)
+    return results
+
+
+# --- local worker processes -----------------------------------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _start_worker(slots, threads: int, gpus: int) -> None:
+    """Worker initialiser: its share of the cores, and with several GPUs one GPU of its own."""
+    slot = slots.get()
+    _WORKER.update(threads=threads, device=f"cuda:{slot % gpus}" if gpus > 1 else None)
+
+
+def _work(job: Job) -> dict:
+    return run_job(job, _WORKER["threads"], _WORKER["device"])
+
+
+def train_local(jobs: list[Job], workers: int = 1, threads: int | None = None, echo=print) -> list[dict]:
+    """Train ``jobs`` one after another (``workers=1``, in this process) or in ``workers`` processes,
+    each with ``threads`` torch threads (default: the machine's cores shared out, at least 1) and, on
+    a machine with several GPUs, a GPU of its own."""
+    import torch
+
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, not {workers}")
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    results = []
+    if workers == 1:
+        for job in jobs:
+            results.append(run_job(job, threads if threads != torch.get_num_threads() else None))
+            report(len(results), len(jobs), results[-1], echo)
+        return results
+    ctx = get_context("spawn")  # a fresh interpreter per worker: no forked torch thread pools
+    slots = ctx.Queue()
+    for i in range(workers):
+        slots.put(i)
+    gpus = torch.cuda.device_count()
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
+                             initargs=(slots, threads, gpus)) as pool:
+        for future in as_completed([pool.submit(_work, job) for job in jobs]):
+            results.append(future.result())
+            report(len(results), len(jobs), results[-1], echo)
+    return results
+
+
+# --- Ray ------------------------------------------------------------------------------------------
+
+def _ray_task(job: Job, threads: int, ship: bool) -> dict:
+    """A Ray task: train one run on the node, and return its files when the store is not shared."""
+    result = run_job(job, threads)
+    if ship:
+        folder = Path(result["path"])
+        result["files"] = {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file()}
+    return result
+
+
+def receive(result: dict, root: Path) -> None:
+    """Put a run shipped back by a Ray task into the local run cache (unless it is there already):
+    files into a temporary folder, checked against the run's manifest, then renamed into place."""
+    from . import store
+
+    folder = root / "runs" / Path(result["path"]).name
+    if folder.is_dir() and store.verify_run(folder) is not None:
+        return
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.incoming")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name, body in result.pop("files").items():
+        store.write_atomic(tmp / name, lambda f, body=body: f.write(body))
+    store.verify_run(tmp)  # a damaged transfer raises DamagedRun here, before anything is replaced
+    tmp.rename(folder)
+
+
+def connect(address: str | None = "auto", **init_kwargs) -> None:
+    """Join (``address``: "auto" or a cluster address) or start (None) a Ray cluster, with this project
+    as the job's working directory, uploaded to every node (data, reports and the venv left out)."""
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("--ray needs Ray: pip install -e '.[cluster]'") from None
+    from .kernel import ROOT
+
+    ray.init(address=address, runtime_env={"working_dir": str(ROOT), "excludes": RAY_EXCLUDES},
+             log_to_driver=False, **init_kwargs)
+
+
+def train_ray(jobs: list[Job], address: str | None = "auto", threads: int = 1, worker_data: str | None = None,
+              echo=print) -> list[dict]:
+    """Send each job to a Ray cluster as a task (``address`` as in :func:`connect`, used when Ray is
+    not yet initialised). A task asks for a GPU when its profile is ``full`` (the reports' protocols
+    want one) and ``threads`` CPUs otherwise; Ray retries a task whose worker dies (at most 3 times).
+
+    ``worker_data``: the run store the tasks use (default: ``HELPERS_DATA`` when set, which a cluster
+    with a shared disk sees on every node; else each node's own ``data/`` in Ray's copy of the
+    project). Unless it is this process's own store, each task ships its run back (:func:`receive`)."""
+    import ray
+
+    from . import DATA_DIR
+
+    if not ray.is_initialized():
+        connect(address)
+    worker_data = worker_data or os.environ.get("HELPERS_DATA")
+    ship = worker_data is None or Path(worker_data).resolve() != Path(DATA_DIR).resolve()
+    env = {"env_vars": {"HELPERS_DATA": str(worker_data)}} if worker_data else {}
+    task = ray.remote(max_retries=3)(_ray_task)
+    refs = [task.options(num_cpus=threads, num_gpus=1 if job.profile == "full" else 0, runtime_env=env)
+            .remote(job, threads, ship) for job in jobs]
+    results = []
+    while refs:
+        ready, refs = ray.wait(refs, num_returns=1)
+        result = ray.get(ready[0])
+        if "files" in result:
+            receive(result, Path(DATA_DIR))
+        results.append(result)
+        report(len(results), len(jobs), result, echo)
+    return results

@@ -1,0 +1,131 @@
+"""helpers.parallel: the runs of several studies trained before their notebooks, in this process, in
+worker processes or as Ray tasks, end as the same files as runs trained one after another."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import parallel, store
+from helpers.train import fit
+
+STUDIES = ["bn_ablation", "stress_test"]
+PARAMS = {"seeds": 2, "n_cases": 5}  # n_cases is a notebook parameter, not a setting: plan() leaves it out
+
+
+def fingerprint(folder: Path) -> dict:
+    """What must be identical between two trainings of a run: weights, and the history without wall times."""
+    out = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in ("final.pt", "best.pt")}
+    out["history"] = pd.read_csv(folder / "history.csv").drop(columns="seconds").to_csv(index=False)
+    return out
+
+
+def sequential(jobs, root: Path) -> dict:
+    """Each job trained here, one after another, single-threaded (as the workers are): name -> fingerprint."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        paths = [Path(fit(j.config, j.settings().load_data(), root=root, progress=False).path) for j in jobs]
+        return {path.name: fingerprint(path) for path in paths}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def folders(root: Path) -> dict:
+    return {p.name: fingerprint(p) for p in sorted((root / "runs").iterdir()) if p.is_dir()}
+
+
+def test_plan_lists_every_run_of_every_seed_once():
+    jobs = parallel.plan(STUDIES, "smoke", None, PARAMS)
+    assert [j.label for j in jobs] == [
+        "bn_ablation-baseline seed 42", "bn_ablation-baseline seed 43",
+        "bn_ablation-batchnorm seed 42", "bn_ablation-batchnorm seed 43",
+        "stress_test-plain seed 2026", "stress_test-plain seed 2027",
+        "stress_test-residual seed 2026", "stress_test-residual seed 2027"]
+    assert all(dict(j.overrides) == {"seeds": 2} for j in jobs)
+    assert len(parallel.plan(STUDIES + STUDIES, "smoke", None, PARAMS)) == len(jobs)  # no run twice
+
+
+@pytest.mark.slow
+def test_worker_processes_end_with_the_files_of_sequential_training(tmp_path, monkeypatch):
+    jobs = parallel.plan(["bn_ablation"], "smoke", None, {"seeds": 2})
+    expected = sequential(jobs, tmp_path / "sequential")
+    monkeypatch.setenv("HELPERS_DATA", str(tmp_path / "workers"))  # read by each freshly spawned worker
+    lines = []
+    results = parallel.train_local(jobs, workers=2, threads=1, echo=lambda *a, **k: lines.append(a[0]))
+    assert sorted(r["label"] for r in results) == sorted(j.label for j in jobs)
+    assert folders(tmp_path / "workers") == expected
+    assert len(lines) == len(jobs) and all(line.startswith("[train ") for line in lines)
+
+
+@pytest.mark.slow
+def test_runner_trains_first_in_workers_then_runs_the_notebook(tmp_path, capsys):
+    from helpers import runner
+
+    [result] = runner.run_notebooks(["05"], profile="smoke", output=tmp_path, pdf=False, workers=2)
+    out = capsys.readouterr().out
+    assert result.ok, result.error
+    assert "Training 2 runs first, in 2 worker processes" in out and "[train 2/2]" in out
+    assert out.index("[train 2/2]") < out.index("05_bn_ablation: running")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster of 2 CPUs (Ray is the optional 'cluster' extra, which make installs)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed: it is the optional 'cluster' extra "
+                                            "(pip install -e '.[cluster]'; make test installs it)")
+    parallel.connect(None, num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_tasks_end_with_the_files_of_sequential_training(tmp_path, cluster):
+    jobs = parallel.plan(STUDIES, "smoke", None, {"seeds": 2})
+    expected = sequential(jobs, tmp_path / "sequential")
+    # Tasks train into their own store and ship each finished run back into this process's store.
+    shipped = parallel.train_ray(jobs, threads=1, worker_data=str(tmp_path / "nodes"), echo=lambda *a, **k: None)
+    assert all(not r["cached"] for r in shipped)
+    assert folders(tmp_path / "nodes") == expected
+    assert {name: fp for name, fp in folders(Path(os.environ["HELPERS_DATA"])).items() if name in expected} == expected
+
+
+def ray_task_processes():
+    import psutil
+
+    return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and
+            p.info["cmdline"][0].startswith("ray::_ray_task")]
+
+
+@pytest.mark.slow
+def test_a_killed_ray_worker_is_retried_and_resumes_to_the_same_files(tmp_path, cluster):
+    """One longer run, its worker killed with SIGKILL after its first epoch: Ray retries the task,
+    the retry resumes from the checkpoint in the shared store, and the run ends as if never killed."""
+    [job] = [j for j in parallel.plan(["bn_ablation"], "smoke", None, {"epochs": 6, "n_train": 4000})
+             if j.config.name.endswith("batchnorm")]
+    expected = sequential([job], tmp_path / "sequential")
+    shared = tmp_path / "shared"
+    done = {}
+    thread = threading.Thread(target=lambda: done.update(r=parallel.train_ray(
+        [job], threads=1, worker_data=str(shared), echo=lambda *a, **k: None)))
+    thread.start()
+    deadline = time.monotonic() + 240
+    while not list(shared.glob("runs/*/checkpoint.pt")):
+        assert time.monotonic() < deadline and thread.is_alive(), "the task never reached its first checkpoint"
+        time.sleep(0.05)
+    [victim] = ray_task_processes()
+    os.kill(victim.pid, signal.SIGKILL)
+    thread.join(timeout=300)
+    assert not thread.is_alive() and done["r"][0]["label"] == job.label
+    assert not done["r"][0]["cached"]  # the retry trained (resumed); it did not find a finished run
+    [folder] = [p for p in (shared / "runs").iterdir() if p.is_dir()]
+    assert store.verify_run(folder) is not None
+    assert {folder.name: fingerprint(folder)} == expected
