@@ -28,6 +28,9 @@ Sections (each module's docstring says what it times and why):
 - ``real_data``: notebook 05 at the quick profile on the CIFAR-10 JPEG archive (``CIFAR10_ARCHIVE``,
   default ``../shared/data/cifar10-jpg.tar.gz``): accuracies and time; skipped when absent and in smoke.
 
+- ``parallel``: the same training runs one after another, in 2 local worker processes and as Ray
+  tasks (Ray's overhead against local workers); ``--smoke`` leaves Ray out.
+
 ``end_to_end`` and ``real_data`` share ``benchmarks/runner.py`` (the runner in a measured subprocess).
 To add a section, write ``benchmarks/<name>.py`` with ``bench_<name>(smoke)`` returning rows (built
 with the harness) and add it to ``SECTIONS``.
@@ -43,6 +46,7 @@ from .end_to_end import bench_end_to_end
 from .gradcam import bench_gradcam
 from .harness import format_table, machine_info, write_json
 from .loader import bench_loader
+from .parallel import bench_parallel
 from .real_data import bench_real_data
 from .recording import bench_recording
 from .train_step import bench_train_step
@@ -56,6 +60,7 @@ SECTIONS = {
     "recording": bench_recording,
     "end_to_end": bench_end_to_end,
     "real_data": bench_real_data,
+    "parallel": bench_parallel,
 }
 
 
