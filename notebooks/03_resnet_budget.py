@@ -236,8 +236,8 @@ display(page.verdict_box(result.to_dict()))
 display(Markdown(evidence.describe(result)))
 
 # %% [markdown]
-# With several seeds, each seed's accuracy is a point and the figure shows the mean with its 95%
-# interval; the right panel shows the per-seed differences.
+# With several seeds (`-p seeds 3`) a figure follows here: each seed's accuracy as a point, the
+# mean with its 95% interval, and on the right the per-seed differences.
 
 # %%
 if len(S.seeds) > 1:
@@ -253,14 +253,17 @@ if len(S.seeds) > 1:
 # about one training image in twenty. If the vflip interval lies below zero, upside-down images
 # are harder for this model than upright ones, and the view pulls the five-view average towards
 # its errors. If the interval covers zero, this run cannot tell the two apart, which is what one
-# would see if orientation carried little of what the model uses to decide. Neither outcome says
-# why: neither the share of flipped training images nor the kind of images is varied here.
+# would expect if orientation carried little of what the model uses to decide. An interval above
+# zero would make the flipped images the easier ones, a reason to look at the images themselves.
+# None of these outcomes says why: neither the share of flipped training images nor the kind of
+# images is varied here.
 
 # %%
 against, view_stats = B.views_against(view_preds)
 figs.table(against, "views_against_original",
            f"Each view minus the original on the same test images, seed {S.seeds[0]}; the last two columns count "
-           "the images only the view, or only the original, gets right.", digits=2)
+           "the images only the view, or only the original, gets right.", digits=2,
+           formats={"diff. (points)": "{:+.2f}"})
 
 # %% [markdown]
 # The pad-and-centre-crop view deserves a check of its own: padding an image by 4 pixels on every
