@@ -145,5 +145,6 @@ def layer_table(layers: pd.DataFrame) -> pd.DataFrame:
     are numbered without them (85 rows, ending "Linear-85"); this numbering matches it."""
     kept = layers[~layers["in_place"]].reset_index(drop=True)
     names = [f"{name.rsplit('-', 1)[0]}-{i}" for i, name in enumerate(kept["layer"], start=1)]
-    return pd.DataFrame({"output shape": kept["output_shape"].map(str).to_numpy(), "parameters": kept["params"].to_numpy()},
+    return pd.DataFrame({"output shape": kept["output_shape"].map(str).to_numpy(),
+                         "parameters": kept["params"].to_numpy()},
                         index=pd.Index(names, name="layer"))

@@ -352,7 +352,8 @@ page.write_metrics(output_dir, {
     **metrics, "epochs": S.train.epochs, "width": S.train.width, "budget": budget,
     "parameters_width_1": counts["report's width (1)"], "parameters_this_run": list(counts.values())[1],
     "within_budget": counts["report's width (1)"] <= budget, "memory_mb": memory,
-    "test_acc_single": [float(p.correct.mean()) for p in single], "test_acc_tta": [float(p.correct.mean()) for p in tta],
+    "test_acc_single": [float(p.correct.mean()) for p in single],
+    "test_acc_tta": [float(p.correct.mean()) for p in tta],
     "view_acc_first_seed": view_acc, "views_vs_original": view_stats,
     "pad_crop_is_identity": check["pixels equal to the original"], "predictions_csv": csv_path.name,
     "predictions_rows": len(written)}, figs)
