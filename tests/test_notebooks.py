@@ -29,8 +29,8 @@ KEY_FIGURES = {
     "02_cutmix_study": {"figures/loss_curves.png", "figures/gradcam_baseline_failures.png",
                         "figures/confidence_histograms.png", "figures/reliability_diagrams.png",
                         "figures/risk_coverage.png"},
-    "03_resnet_budget": {"figures/parameter_budget.png", "figures/loss_curves.png", "figures/tta_accuracy.png",
-                         "figures/confusion_matrix.png"},
+    "03_resnet_budget": {"figures/parameter_budget.png", "figures/loss_curves.png", "figures/accuracy_curves.png",
+                         "figures/learning_rate.png", "figures/tta_accuracy.png", "figures/confusion_matrix.png"},
     "04_worksheet_analysis": {"figures/flops_per_layer.png", "figures/gradient_flow.png",
                               "figures/weight_updates.png", "figures/learning_rate.png"},
     "05_bn_ablation": {"figures/loss_curves.png", "figures/accuracy_curves.png", "figures/confusion_matrices.png",
@@ -163,7 +163,8 @@ def test_cutmix_notebook_on_a_100_class_dataset(tmp_path):
 
 @pytest.mark.slow
 def test_budget_notebook_writes_a_checked_prediction_file(tmp_path):
-    """Notebook 03 predicts the images given as ``predict_images`` into predictions.csv."""
+    """Notebook 03 predicts the images given as ``predict_images`` into predictions.csv, and compares
+    one model without and with TTA (its verdict), each view against the original."""
     images = np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
     np.save(tmp_path / "unlabelled.npy", images)
     [result] = runner.run_notebooks(["03_resnet_budget"], profile="smoke", output=tmp_path / "out", pdf=False,
@@ -175,3 +176,10 @@ def test_budget_notebook_writes_a_checked_prediction_file(tmp_path):
     metrics = json.loads((Path(result.folder) / "metrics.json").read_text())
     assert metrics["within_budget"] and metrics["parameters_width_1"] == 4_754_218
     assert metrics["pad_crop_is_identity"] is True
+    assert metrics["verdict"]["names"] == ["single view", "5-view TTA"] and metrics["verdict"]["seeds"] == [42]
+    single = metrics["headline"][0]
+    assert single["report"] == 94.65 and single["value"] == round(100 * metrics["test_acc_single"][0], 2)
+    assert metrics["verdict"]["per_seed"]["b"] == [100 * metrics["test_acc_tta"][0]]
+    views = metrics["views_vs_original"]
+    assert set(views) == {"hflip", "vflip", "pad_crop", "blur"}
+    assert views["pad_crop"]["only_a"] == views["pad_crop"]["only_b"] == 0  # the same pixels, the same answers

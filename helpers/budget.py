@@ -1,0 +1,150 @@
+"""Notebook 03's own tables: report 002's two readings of its schedule, its epoch log, each test-time
+view against the original, the largest confusions and the summary rows with an exact interval.
+
+    table = budget.schedule_readings(settings("resnet_budget", "full").train)  # log vs text, per epoch
+    budget.epoch_log(run.history)                     # the LR after the scheduler step, as 002 logs it
+    views, stats = budget.views_against(view_preds)   # each view minus the original, paired
+    rows = budget.summary_rows(S, single, tta)        # study.headline + the exact interval
+
+Everything here is used by notebook 03 only (helpers.study and helpers.evidence do the shared work).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import evidence as E
+from . import study
+from .config import TrainConfig
+from .evaluate import TTA_VIEWS
+from .loader import normalize
+from .train import lr_trace
+
+# Report 002's epoch log at a few epochs: (LR printed after the epoch, train loss, test accuracy %).
+# Epochs 48-54 are missing from the report; epoch 2's LR repeats epoch 1's as printed there.
+REPORTED_LOG = {
+    1: (0.009998, 0.4110, 89.47), 2: (0.009998, 0.3192, 91.05), 3: (0.009978, 0.3043, 90.43),
+    10: (0.009755, 0.2534, 91.11), 25: (0.008536, 0.2104, 91.98), 47: (0.005471, 0.1514, 92.67),
+    55: (0.004218, 0.1287, 93.34), 80: (0.000955, 0.0673, 94.61), 100: (0.000000, 0.0571, 94.65),
+}
+LOG_EPOCHS = 100  # "Epoch [k/100]"
+LOG_PEAK = 0.01   # the peak the log's LRs imply (0.009998 after one of 100 cosine epochs)
+
+
+def schedule_readings(config: TrainConfig, peak: float = LOG_PEAK) -> pd.DataFrame:
+    """Report 002's logged LR beside the LR after the same epoch under its text's schedule (``config``:
+    the full profile's cosine from 0.1) and under a cosine from ``peak`` (03's protocol note).
+
+    The schedules come from :func:`helpers.train.lr_trace` (torch's own scheduler, stepped alone), so
+    they are what training under either reading would log after each epoch. Rounded to 6 decimals,
+    as the report prints them."""
+    if config.schedule != "cosine" or config.epochs != LOG_EPOCHS:
+        raise ValueError(f"give the report's schedule (cosine over {LOG_EPOCHS} epochs, the full profile's), "
+                         f"not {config.schedule!r} over {config.epochs} epochs")
+    epochs = list(REPORTED_LOG)
+    text = [end for _, end in lr_trace(config, 1)]
+    log = [end for _, end in lr_trace(config.replace(lr=peak), 1)]
+    return pd.DataFrame({"report 002's log": [REPORTED_LOG[e][0] for e in epochs],
+                         f"text: cosine from {config.lr:g}": [round(text[e - 1], 6) for e in epochs],
+                         f"log: cosine from {peak:g}": [round(log[e - 1], 6) for e in epochs]},
+                        index=pd.Index(epochs, name="after epoch"))
+
+
+def epoch_log(history: pd.DataFrame, head: int = 5, tail: int = 10) -> pd.DataFrame:
+    """A run's epoch log as report 002 prints it (03): the LR in force after the epoch's scheduler
+    step (``lr_end``), the training loss and the test accuracy in %; the first ``head`` and last
+    ``tail`` epochs when there are more than ``head + tail``."""
+    missing = {"epoch", "lr_end", "train_loss", "test_acc"} - set(history.columns)
+    if missing:
+        raise ValueError(f"history lacks {sorted(missing)}; it has {list(history.columns)}")
+    log = pd.DataFrame({"LR after the epoch": history["lr_end"].round(6).to_numpy(),
+                        "train loss": history["train_loss"].round(4).to_numpy(),
+                        "test accuracy (%)": (100 * history["test_acc"]).round(2).to_numpy()},
+                       index=pd.Index(history["epoch"].astype(int).to_numpy(), name="epoch"))
+    return log if len(log) <= head + tail else pd.concat([log.head(head), log.tail(tail)])
+
+
+def views_against(view_preds: dict, reference: str = "original") -> tuple[pd.DataFrame, dict]:
+    """Each test-time view alone against ``reference`` on the same test images (03): accuracies,
+    difference (view minus reference) in points with its paired bootstrap interval and exact McNemar
+    p, and the images only the view ("view only") or only the reference gets right
+    (:func:`helpers.evidence.paired_proportions`). Returns the table and
+    view -> ``PairedProportions.to_dict()`` for metrics.json."""
+    if reference not in view_preds:
+        raise ValueError(f"reference view {reference!r} not among {list(view_preds)}")
+    rows, stats = {}, {}
+    base = view_preds[reference].correct
+    for view, p in view_preds.items():
+        if view == reference:
+            continue
+        r = E.paired_proportions(base, p.correct)
+        rows[view] = {"view (%)": 100 * r.mean_b, f"{reference} (%)": 100 * r.mean_a,
+                      "diff. (points)": 100 * r.diff, "95% interval": E.format_interval([100 * c for c in r.ci]),
+                      "p": E.format_p(r.p_value), "view only": r.only_b, f"{reference} only": r.only_a}
+        stats[view] = r.to_dict()
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("view"), stats
+
+
+def pad_crop_check(images, mean, std, view_preds: dict) -> dict:
+    """Whether report 002's fourth view (pad by 4, centre crop) returns the normalised images pixel
+    for pixel, and on how many test images its prediction differs from the original view's (03)."""
+    x = normalize(torch.as_tensor(images), mean, std)
+    same = bool(torch.equal(TTA_VIEWS["pad_crop"](x), x))
+    differ = int((view_preds["pad_crop"].pred != view_preds["original"].pred).sum())
+    return {"pixels equal to the original": same, "test images": len(x), "predictions that differ": differ}
+
+
+def top_confusions(cm, classes, k: int = 5) -> pd.DataFrame:
+    """The ``k`` largest off-diagonal cells of a confusion matrix (rows true, columns predicted):
+    images and their share of the true class in % (03)."""
+    cm = np.asarray(cm)
+    off = cm.astype(float).copy()
+    np.fill_diagonal(off, -1)
+    order = np.argsort(off, axis=None, kind="stable")[::-1][:k]
+    rows = [(classes[t], classes[p], int(cm[t, p]), 100 * cm[t, p] / max(cm[t].sum(), 1))
+            for t, p in zip(*np.unravel_index(order, cm.shape)) if t != p and cm[t, p] > 0]
+    return pd.DataFrame(rows, columns=["true class", "predicted as", "images", "% of the true class"])
+
+
+def training_table(S, runs: list) -> pd.DataFrame:
+    """One row per seed (03): epochs, the last epoch's test accuracy (the model tested), the highest
+    logged one and its epoch, and training minutes (as recorded when the run was trained)."""
+    rows = {}
+    for seed, run in zip(S.seeds, runs):
+        h = run.history
+        best = h["test_acc"].idxmax()
+        rows[f"seed {seed}"] = {"epochs": len(h), "last epoch (%)": 100 * h["test_acc"].iloc[-1],
+                                "highest logged (%)": 100 * h.loc[best, "test_acc"],
+                                "at epoch": int(h.loc[best, "epoch"]), "training minutes": h["seconds"].sum() / 60,
+                                "device": run.info.get("environment", {}).get("device", "—")}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def summary_rows(S, single: list, tta: list) -> list[dict]:
+    """The summary box's rows (03): :func:`helpers.study.headline` for the single view and 5-view
+    TTA (mean over seeds, beside report 002's 94.65%), then the single view's exact 95% interval on
+    the first seed's test images and, with several seeds, the t-interval over seeds."""
+    h = study.HEADLINES[S.study]
+    accs = {h.label_a: [float(p.correct.mean()) for p in single], h.label_b: [float(p.correct.mean()) for p in tta]}
+    rows = study.headline(S, accs)
+    low, high = study.accuracy_interval(single[0].correct)
+    rows.append({"name": f"{h.label_a}, exact 95% interval (seed {S.seeds[0]})", "value": f"[{low:.2f}, {high:.2f}]",
+                 "report": None, "unit": "%"})
+    if len(single) > 1:
+        s = E.over_seeds([100 * a for a in accs[h.label_a]])
+        rows.append({"name": f"{h.label_a}, 95% interval over {s.n} seeds", "value": f"[{s.ci[0]:.2f}, {s.ci[1]:.2f}]",
+                     "report": None, "unit": "%"})
+    return rows
+
+
+def layer_table(layers: pd.DataFrame) -> pd.DataFrame:
+    """:func:`helpers.models.summary`'s table without the in-place ReLUs, numbered again from 1 (03).
+    Report 002's torchsummary table comes from a model that calls ReLU as a function, so its layers
+    are numbered without them (85 rows, ending "Linear-85"); this numbering matches it."""
+    kept = layers[~layers["in_place"]].reset_index(drop=True)
+    names = [f"{name.rsplit('-', 1)[0]}-{i}" for i, name in enumerate(kept["layer"], start=1)]
+    return pd.DataFrame({"output shape": kept["output_shape"].map(str).to_numpy(),
+                         "parameters": kept["params"].to_numpy()},
+                        index=pd.Index(names, name="layer"))
