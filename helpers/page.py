@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import json
+import numbers
 import time
 from datetime import date
 from pathlib import Path
@@ -303,7 +304,8 @@ def table(df, caption: str | None = None, *, digits: int = 3, index: bool = True
         part = part.copy(deep=False)
         part.index = part.index.set_names([None if n is None else fn(n) for n in part.index.names])
         part.columns = part.columns.set_names([None if n is None else fn(n) for n in part.columns.names])
-        s = part.style.format(formats, precision=digits, thousands=",", na_rep="—", escape=escape)
+        s = part.style.format(escaped(formats, fn) if escape == "latex" else formats, precision=digits,
+                              thousands=",", na_rep="—", escape=escape)
         # headers too: format() escapes only the cells ("(%)" in a column name ends a LaTeX line)
         s = s.format_index(escape=escape, axis=0).format_index(escape=escape, axis=1)
         return s if index else s.hide(axis="index")
@@ -325,6 +327,18 @@ def table(df, caption: str | None = None, *, digits: int = 3, index: bool = True
 
 LINE_CHARS = 110  # characters of \small text that fit one line of the page
 WRAP_FROM = 24    # a column whose longest entry is longer than this wraps when the table is too wide
+
+
+def escaped(formats, fn):
+    """``formats`` (a format string, a callable, or a dict of them per column) with each formatted
+    value escaped by ``fn``: Styler escapes the data but not what a formatter adds ("{:.1%}" -> "%")."""
+    if formats is None:
+        return None
+    if isinstance(formats, dict):
+        return {k: escaped(v, fn) for k, v in formats.items()}
+    if isinstance(formats, str):
+        return lambda v, f=formats: fn(f.format(v)) if isinstance(v, numbers.Number) else fn(v)
+    return lambda v, f=formats: fn(f(v))
 
 
 def column_format(df: pd.DataFrame, index: bool) -> str | None:

@@ -207,3 +207,11 @@ def test_plain_dataframe_display_gets_a_fitting_latex_repr():
         assert "text/html" in data  # JupyterLab and the HTML report keep pandas' own table
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_formatted_values_are_escaped_for_latex():
+    """A format that adds a LaTeX special character ("{:.1%}" adds %) must not break the PDF."""
+    df = pd.DataFrame({"acc": [0.523, np.nan], "n": np.array([3, 4], dtype=np.int64)}, index=["a", "b"])
+    latex = bundle(page.table(df, formats={"acc": "{:.1%}", "n": "{:,} images"}))["text/latex"]
+    assert "52.3\\%" in latex and "3 images" in latex and "—" in latex
+    assert "52.3%" not in latex.replace("52.3\\%", "")
