@@ -79,14 +79,17 @@ def run_job(job: Job, threads: int | None = None, device: str | None = None) -> 
 
     from .train import fit
 
-    if threads:
-        torch.set_num_threads(threads)
     key = (job.study, job.profile, job.dataset, job.overrides)
     if key not in _DATA:
         _DATA[key] = job.settings().load_data()
     config = job.config if device is None else job.config.replace(device=device)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
     start = time.perf_counter()
-    run = fit(config, _DATA[key], progress=False)
+    try:
+        run = fit(config, _DATA[key], progress=False)
+    finally:
+        torch.set_num_threads(before)  # the caller's own thread count back (--train-first runs here)
     return {"label": job.label, "path": str(run.path), "cached": run.cached,
             "seconds": round(time.perf_counter() - start, 1)}
 
@@ -140,7 +143,7 @@ def train_local(jobs: list[Job], workers: int = 1, threads: int | None = None, e
     results = []
     if workers == 1:
         for job in jobs:
-            results.append(run_job(job, threads if threads != torch.get_num_threads() else None))
+            results.append(run_job(job, threads))
             report(len(results), len(jobs), results[-1], echo)
         return results
     ctx = get_context("spawn")  # a fresh interpreter per worker: no forked torch thread pools

@@ -4,18 +4,19 @@ worker processes or as Ray tasks, end as the same files as runs trained one afte
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from helpers import parallel, store
-from helpers.train import fit
 
 STUDIES = ["bn_ablation", "stress_test"]
 PARAMS = {"seeds": 2, "n_cases": 5}  # n_cases is a notebook parameter, not a setting: plan() leaves it out
@@ -28,15 +29,25 @@ def fingerprint(folder: Path) -> dict:
     return out
 
 
-def sequential(jobs, root: Path) -> dict:
-    """Each job trained here, one after another, single-threaded (as the workers are): name -> fingerprint."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        paths = [Path(fit(j.config, j.settings().load_data(), root=root, progress=False).path) for j in jobs]
-        return {path.name: fingerprint(path) for path in paths}
-    finally:
-        torch.set_num_threads(threads)
+SEQUENTIAL = """
+import json, sys
+from helpers import parallel
+studies, params, names = json.loads(sys.argv[1])
+for job in parallel.plan(studies, "smoke", None, params):
+    if not names or job.config.name in names:
+        parallel.run_job(job, threads=1)
+"""
+
+
+def sequential(studies: list[str], params: dict, root: Path, names=()) -> dict:
+    """The runs of ``plan(studies, "smoke", None, params)`` (those named ``names``, or all) trained
+    one after another in a fresh process started as a Ray worker or a spawned worker is, with one
+    OpenMP thread: name -> fingerprint. A fresh process, not this one: earlier tests leave oneDNN
+    and OpenMP state behind (thread pools, cached primitives) that we do not want in the reference."""
+    env = {**os.environ, "HELPERS_DATA": str(root), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", SEQUENTIAL, json.dumps([studies, params, list(names)])],
+                   env=env, check=True, cwd=Path(__file__).parents[1])
+    return folders(root)
 
 
 def folders(root: Path) -> dict:
@@ -57,7 +68,7 @@ def test_plan_lists_every_run_of_every_seed_once():
 @pytest.mark.slow
 def test_worker_processes_end_with_the_files_of_sequential_training(tmp_path, monkeypatch):
     jobs = parallel.plan(["bn_ablation"], "smoke", None, {"seeds": 2})
-    expected = sequential(jobs, tmp_path / "sequential")
+    expected = sequential(["bn_ablation"], {"seeds": 2}, tmp_path / "sequential")
     monkeypatch.setenv("HELPERS_DATA", str(tmp_path / "workers"))  # read by each freshly spawned worker
     lines = []
     results = parallel.train_local(jobs, workers=2, threads=1, echo=lambda *a, **k: lines.append(a[0]))
@@ -90,7 +101,7 @@ def cluster():
 @pytest.mark.slow
 def test_ray_tasks_end_with_the_files_of_sequential_training(tmp_path, cluster):
     jobs = parallel.plan(STUDIES, "smoke", None, {"seeds": 2})
-    expected = sequential(jobs, tmp_path / "sequential")
+    expected = sequential(STUDIES, {"seeds": 2}, tmp_path / "sequential")
     # Tasks train into their own store and ship each finished run back into this process's store.
     shipped = parallel.train_ray(jobs, threads=1, worker_data=str(tmp_path / "nodes"), echo=lambda *a, **k: None)
     assert all(not r["cached"] for r in shipped)
@@ -109,9 +120,9 @@ def ray_task_processes():
 def test_a_killed_ray_worker_is_retried_and_resumes_to_the_same_files(tmp_path, cluster):
     """One longer run, its worker killed with SIGKILL after its first epoch: Ray retries the task,
     the retry resumes from the checkpoint in the shared store, and the run ends as if never killed."""
-    [job] = [j for j in parallel.plan(["bn_ablation"], "smoke", None, {"epochs": 6, "n_train": 4000})
-             if j.config.name.endswith("batchnorm")]
-    expected = sequential([job], tmp_path / "sequential")
+    longer = {"epochs": 6, "n_train": 4000}
+    [job] = [j for j in parallel.plan(["bn_ablation"], "smoke", None, longer) if j.config.name.endswith("batchnorm")]
+    expected = sequential(["bn_ablation"], longer, tmp_path / "sequential", names=[job.config.name])
     shared = tmp_path / "shared"
     done = {}
     thread = threading.Thread(target=lambda: done.update(r=parallel.train_ray(
