@@ -19,6 +19,9 @@ Sections (each module's docstring says what it times and why):
 - ``train_step``: images/s of an SGD step of SimpleCNN and resnet18_cifar, fed by BatchLoader vs
   pre-made tensors; the loader's share of step time; achieved FLOP/s against a measured matmul peak
   (roofline ratio). With CUDA also bf16 + channels_last, ``torch.compile`` and a 50k-image epoch.
+- ``cpu_path``: images/s of each study's model at its quick width on CPU: the old NCHW step, NHWC
+  (channels_last) and NHWC with glibc keeping freed memory (what ``fit`` does on CPU); each in fresh
+  processes, alternated (target: >= 1.5x per model).
 - ``gradcam``: CAMs/s of ``helpers.cam.compute_cams``, batched vs one image at a time.
 - ``recording``: images/s of ``helpers.train.train_epoch`` without and with notebook 04's per-layer
   gradient and weight-update records (target: records cost <= 10%).
@@ -42,6 +45,7 @@ import argparse
 import inspect
 from pathlib import Path
 
+from .cpu_path import bench_cpu_path
 from .end_to_end import bench_end_to_end
 from .gradcam import bench_gradcam
 from .harness import format_table, machine_info, write_json
@@ -56,6 +60,7 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 SECTIONS = {
     "loader": bench_loader,
     "train_step": bench_train_step,
+    "cpu_path": bench_cpu_path,
     "gradcam": bench_gradcam,
     "recording": bench_recording,
     "end_to_end": bench_end_to_end,

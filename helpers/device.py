@@ -7,6 +7,7 @@ so neither depends on the other for these.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import platform
 import random
@@ -64,6 +65,39 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def channels_last(device: torch.device, precision: str = "fp32") -> bool:
+    """Whether a run keeps its model and batches in NHWC layout (all studies, via ``fit``).
+
+    On CUDA only with the bf16 speed option (tensor cores want NHWC). On CPU always: oneDNN's NHWC
+    convolutions beat the NCHW path for every study's model at its quick width (the benchmark's
+    ``cpu_path`` section measures it per model). The arithmetic stays fp32; only the summation order
+    of the convolutions changes, so runs agree with NCHW ones to float rounding, not bit for bit."""
+    return precision == "bf16" or torch.device(device).type == "cpu"
+
+
+_KEPT = []
+
+
+def keep_freed_memory() -> bool:
+    """Stop glibc from handing large freed blocks back to the OS after every training step (CPU runs).
+
+    By default glibc serves blocks over its mmap threshold with fresh ``mmap`` calls and trims the heap
+    on ``free``, so each step's activations and gradients are page-faulted in anew; with thresholds of
+    1 GiB the blocks are reused from the heap (``cpu_path`` benchmark). The heap then holds on to the
+    run's peak working set, which the process needs again at the next step anyway. Process-wide, once;
+    False where the C library has no ``mallopt`` (macOS, Windows, musl): nothing changes there."""
+    if _KEPT:
+        return _KEPT[0]
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        _KEPT.append(False)
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    _KEPT.append(bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 1 << 30)))
+    return _KEPT[0]
+
+
 # No report trained in mixed precision; bf16 is an explicit speed option for CUDA.
 PRECISIONS = ("fp32", "bf16")
 
@@ -89,7 +123,7 @@ def check_precision(precision: str, device: torch.device) -> None:
                          f"is {device}. Use precision='fp32' (every report's precision).")
 
 
-def environment(device: torch.device, deterministic: bool) -> dict:
+def environment(device: torch.device, deterministic: bool, precision: str = "fp32") -> dict:
     """What a run executed on and which determinism settings were in force (a run's manifest)."""
     env = {
         "python": platform.python_version(),
@@ -97,6 +131,8 @@ def environment(device: torch.device, deterministic: bool) -> dict:
         "platform": platform.platform(),
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "channels_last": channels_last(device, precision),
+        "kept_freed_memory": bool(_KEPT and _KEPT[0]),
         "deterministic": deterministic,  # what the config asked for; below, what was in force
         "cudnn_deterministic": torch.backends.cudnn.deterministic,
         "cudnn_benchmark": torch.backends.cudnn.benchmark,

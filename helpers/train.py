@@ -30,7 +30,8 @@ from . import DATA_DIR
 from . import store
 from .config import MIXERS, TrainConfig
 from .data import CIFAR10_MEAN, CIFAR10_STD, Dataset, split_indices
-from .device import autocast, check_precision, environment, pick_device, rng_state, seed_everything, set_rng_state
+from .device import (autocast, channels_last, check_precision, environment, keep_freed_memory, pick_device, rng_state,
+                     seed_everything, set_rng_state)
 from .loader import Augment, BatchLoader
 from .models import build_model
 
@@ -162,7 +163,7 @@ def build(config: TrainConfig, num_classes: int, device: torch.device) -> nn.Mod
     seed_everything(config.seed, config.deterministic)
     model = build_model(config.model, num_classes=num_classes, width=config.width, **config.model_kwargs)
     model = model.to(device)
-    if config.precision == "bf16":  # the CUDA speed option: NHWC convs are faster on tensor cores
+    if channels_last(device, config.precision):  # CUDA's bf16 option, and every CPU run (measured faster)
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -200,8 +201,9 @@ def train_epoch(model, loader, opt, sched, config, num_classes, mix_generator, r
     mixer = MIXERS[config.mix["kind"]] if config.mix else None
     mix_params = {k: v for k, v in config.mix.items() if k != "kind"} if config.mix else {}
     first_step = epoch * len(loader)
+    nhwc = channels_last(device, config.precision)
     for i, (x, y) in enumerate(loader):
-        if config.precision == "bf16":
+        if nhwc:
             x = x.contiguous(memory_format=torch.channels_last)
         target = y
         if mixer is not None:
@@ -239,6 +241,8 @@ def fit(config: TrainConfig, data: Dataset, *, root: str | Path | None = None, f
     """
     device = pick_device(config.device)
     check_precision(config.precision, device)  # bf16 with device "auto" on a machine without CUDA
+    if device.type == "cpu":
+        keep_freed_memory()
     check_data(config, data)
     path = run_path(config, data, DATA_DIR if root is None else root)
     try:
@@ -422,7 +426,7 @@ def finish_run(config: TrainConfig, data: Dataset, path: Path, device: torch.dev
     acc = history[f"{config.eval_split}_acc"]
     info = store.write_manifest(path, dict(
         config=config.key_dict(), engine=ENGINE, data=data.name, data_fingerprint=data.fingerprint(),
-        environment=environment(device, config.deterministic), best_epoch=int(acc.idxmax()) + 1,
+        environment=environment(device, config.deterministic, config.precision), best_epoch=int(acc.idxmax()) + 1,
         best_acc=float(acc.max()), best_split=config.eval_split, train_seconds=float(history["seconds"].sum()),
         finished=time.strftime("%Y-%m-%d %H:%M:%S")), files)
     (path / "checkpoint.pt").unlink(missing_ok=True)

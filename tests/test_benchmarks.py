@@ -41,6 +41,10 @@ def test_smoke_run_prints_table_and_writes_json(tmp_path, capsys):
         assert roof["ratio"] > 0 and roof["forward_flops_per_image"] > 0
     assert any("matmul" in r["name"] for r in steps)
 
+    cpu = [r for r in rows if r["section"] == "cpu_path"]
+    assert [r["name"].split(": ")[1].split(" (")[0] for r in cpu] == ["NCHW", "NHWC", "NHWC + kept memory"]
+    assert cpu[0]["ratio"] == 1.0 and all(r["value"] > 0 and r["studies"] for r in cpu)
+
     recording = [r for r in rows if r["section"] == "recording"]
     assert recording[0]["name"] == "train_epoch, no records" and recording[0]["ratio"] == 1.0
     assert any(r["name"].startswith("slowdown") and r["target"] == "<= 10%" for r in recording)

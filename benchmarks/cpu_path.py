@@ -1,0 +1,111 @@
+"""Section ``cpu_path``: images/s of one SGD step of each study's model at its quick-profile width and
+batch size, on CPU, before and after the CPU path of ``helpers.train`` (issue 17: >= 1.5x per model).
+
+Contenders, each in a fresh process (the allocator setting is process-wide and cannot be undone):
+
+- ``NCHW`` : the step as it was, contiguous tensors and glibc's default allocator;
+- ``NHWC`` : model and batches in channels_last (``helpers.device.channels_last``);
+- ``NHWC + kept memory``: also ``helpers.device.keep_freed_memory`` (what ``fit`` does on CPU).
+
+A round starts one process per contender, in turn, and each times every model (best of 3 blocks of
+``STEPS`` steps on one pre-made random batch: the model alone, as ``train_step`` does); 3 rounds, and a
+row reports the best round, with the median round beside it. Rows per thread setting
+(``harness.cpu_threads``). ``--smoke``: one model, one round, 2 steps, 1 thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+from .harness import CPU, ROOT, cpu_threads, placement
+
+S = "cpu_path"
+CONTENDERS = {"NCHW": "before", "NHWC": "nhwc", "NHWC + kept memory": "nhwc+kept"}
+STUDIES = ["stress_test", "cutmix_study", "resnet_budget", "worksheet_analysis", "bn_ablation"]
+STEPS = 8
+
+# Runs in a fresh interpreter: argv = the path's name, models as JSON, steps, threads (0: default).
+CHILD = """
+import json, sys, time
+import torch, torch.nn.functional as F
+from helpers.device import keep_freed_memory
+from helpers.models import build_model
+path, models, steps, threads = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+if threads:
+    torch.set_num_threads(threads)
+if path == "nhwc+kept":
+    keep_freed_memory()
+fmt = torch.contiguous_format if path == "before" else torch.channels_last
+out = {}
+for m in models:
+    torch.manual_seed(0)
+    model = build_model(m["model"], num_classes=10, width=m["width"], **m["kwargs"]).to(memory_format=fmt)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(m["batch"], 3, 32, 32).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (m["batch"],))
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    step(); step()
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        best = min(best, (time.perf_counter() - start) / steps)
+    out[m["label"]] = m["batch"] / best
+print(json.dumps(out))
+"""
+
+
+def quick_models() -> list[dict]:
+    """Each distinct (model, width, batch, options) the studies train at the quick profile."""
+    from helpers.profiles import settings
+
+    seen = {}
+    for study in STUDIES:
+        for name, (config, *_) in settings(study, "quick", dataset="synthetic").runs().items():
+            label = f"{config.model} w{config.width:g} b{config.batch_size}" + \
+                    "".join(f" {k}={v}" for k, v in sorted(config.model_kwargs.items()))
+            seen.setdefault(label, {"label": label, "model": config.model, "width": config.width,
+                                    "batch": config.batch_size, "kwargs": config.model_kwargs,
+                                    "studies": []})["studies"].append(f"{study}/{name}")
+    return list(seen.values())
+
+
+def _child(path: str, models: list[dict], steps: int, threads: int | None) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", CHILD, path, json.dumps(models), str(steps), str(threads or 0)],
+                          cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_cpu_path(smoke: bool = False) -> list[dict]:
+    """Images/s per quick-profile model and CPU path, alternated in fresh processes (module docstring)."""
+    models = quick_models()[:1] if smoke else quick_models()
+    rounds, steps = (1, 2) if smoke else (3, STEPS)
+    rows = []
+    for threads in cpu_threads(smoke):
+        seen = {name: [] for name in CONTENDERS}
+        for _ in range(rounds):
+            for name, path in CONTENDERS.items():
+                seen[name].append(_child(path, models, steps, threads))
+        where = placement(CPU, threads)
+        for m in models:
+            per = {name: [r[m["label"]] for r in results] for name, results in seen.items()}
+            base = max(per["NCHW"])
+            for name, values in per.items():
+                row = {"section": S, "name": f"{m['label']}: {name} ({where})", "value": max(values),
+                       "median": statistics.median(values), "unit": "img/s", "ratio": max(values) / base,
+                       "ratio_median": statistics.median(values) / statistics.median(per["NCHW"]),
+                       "studies": m["studies"], "threads": threads}
+                if name == "NHWC + kept memory":
+                    row["target"] = ">= 1.5x"
+                rows.append(row)
+    return rows
