@@ -103,7 +103,7 @@ def accuracy_at_threshold(preds: Predictions, threshold: float) -> tuple[float, 
 # --- two models on the same test images, with uncertainty (02) ------------------------------------
 
 def _label(t: float) -> str:
-    return "wrong (any confidence)" if t == 0 else f"wrong with confidence >= {t:g}"
+    return "all wrong answers" if t == 0 else f"wrong, conf. >= {t:g}"
 
 
 def confident_errors(preds_a: list, preds_b: list, names: tuple[str, str] = ("A", "B"),

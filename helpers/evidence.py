@@ -187,7 +187,7 @@ def unpaired_means(x_a, x_b, *, level: float = 0.95, n_boot: int = 10_000, seed:
 
     ``diff = mean(x_b) - mean(x_a)``; ``ci``: percentile interval of a seeded bootstrap that resamples
     each sample on its own (the samples share no items); ``p_value``: Welch's t-test
-    (``scipy.stats.ttest_ind(equal_var=False)``; 1.0 when both samples are constant and equal).
+    (``scipy.stats.ttest_ind(equal_var=False)``; for two constant samples 1.0 if equal, else 0.0).
     ``n`` is ``len(x_a) + len(x_b)``."""
     _check_level(level, n_boot)
     a, b = (np.asarray(x, dtype=np.float64).ravel() for x in (x_a, x_b))
@@ -196,8 +196,10 @@ def unpaired_means(x_a, x_b, *, level: float = 0.95, n_boot: int = 10_000, seed:
     rng = np.random.default_rng(seed)
     boots = _boot_means(b, n_boot, rng) - _boot_means(a, n_boot, rng)
     low, high = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
-    p = stats.ttest_ind(b, a, equal_var=False).pvalue
-    p = 1.0 if math.isnan(p) and a.mean() == b.mean() else float(p)  # two equal constants: scipy's 0 / 0
+    if np.ptp(a) == 0 and np.ptp(b) == 0:  # two constants: no spread to test against (scipy: 0 / 0)
+        p = 1.0 if a[0] == b[0] else 0.0
+    else:
+        p = float(stats.ttest_ind(b, a, equal_var=False).pvalue)
     return Paired(n=len(a) + len(b), mean_a=float(a.mean()), mean_b=float(b.mean()), diff=float(b.mean() - a.mean()),
                   ci=(float(low), float(high)), level=level, p_value=p,
                   test=f"bootstrap of each sample + Welch's t-test, {len(b):,} and {len(a):,} items")

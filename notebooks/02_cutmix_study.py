@@ -235,7 +235,7 @@ figs.table({name: {"kept (%)": 100 * k[0], "accuracy on kept (%)": 100 * k[1]} f
 # %%
 fail = ev.failures(p0["baseline"], data.classes)
 cases = ev.pick_diverse(fail, k=n_cases)
-case_idx, case_pred = cases["index"].to_numpy(), cases["pred"].to_numpy()
+case_idx, case_pred = np.array(cases["index"], dtype=np.int64), np.array(cases["pred"], dtype=np.int64)
 if len(cases):
     figs.show(plots.failure_grid(data.test_images, cases, n=len(cases), cols=len(cases)), "baseline_cases",
               f"The baseline's studied failures, seed {S.seeds[0]}: test index, true class, prediction, confidence.")
@@ -286,8 +286,9 @@ if len(case_idx):
                              [f"#{i}\ntrue {data.classes[data.test_labels[i]]}" for i in case_idx], {"baseline": notes}),
               "gradcam_baseline_failures", f"Grad-CAM of the baseline's wrong answer on each studied failure, seed "
               f"{S.seeds[0]}; under each map its ROAD score and that of a random map.")
-figs.table(faith.drop(columns="target").set_axis(case_idx).rename_axis("test index"), "faithfulness",
-           f"Faithfulness of each map (the _random columns: a random map with the same values), seed {S.seeds[0]}.")
+figs.table(faith.drop(columns="target").rename(columns=cam.FAITHFULNESS_NAMES).set_axis(case_idx).rename_axis(
+    "test index"), "faithfulness", f"Faithfulness of each studied map, and of a random map with the same values, "
+    f"seed {S.seeds[0]}.", digits=2)
 
 # %% [markdown]
 # ## 9. The studied cases after CutMix
@@ -312,7 +313,7 @@ figs.table(pd.DataFrame({
 # model corrects every studied case, there is no figure here.
 
 # %%
-still = cmp.loc[cmp["change"].str.startswith("still wrong"), "index"].to_numpy()
+still = np.array(cmp.loc[cmp["change"].str.startswith("still wrong"), "index"], dtype=np.int64)
 if len(still):
     imgs = data.test_images[still]
     pair = {n: cam.compute_cams(m, imgs, mean=mean, std=std, targets=p0[n].pred[still]) for n, m in models.items()}
