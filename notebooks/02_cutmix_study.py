@@ -261,8 +261,14 @@ near = ev.nearest_train_classes(ev.embed(models["baseline"], images, mean=mean, 
 case_rows = ev.case_table(cases, near, data.classes, None if masks is None else cam.energy_in_mask(cams_before, masks))
 pairs = fail.groupby(["true", "pred"]).size()
 case_rows["failures with this confusion"] = [int(pairs[(t, p)]) for t, p in zip(cases["true"], case_pred)]
-figs.table(case_rows, "cases", f"The studied failures, measured, seed {S.seeds[0]}.",
-           formats={"confidence": "{:.1%}", "Grad-CAM share on object": "{:.0%}"})
+
+# %%
+short = {f"neighbours of predicted class (of {neighbours})": "near: pred.", "most common neighbour": "near: most",
+         f"neighbours of true class (of {neighbours})": "near: true", "Grad-CAM share on object": "CAM on object"}
+figs.table(case_rows.rename(columns=short), "cases", f"The studied failures, measured, seed {S.seeds[0]}. near: how "
+           f"many of the {neighbours} nearest training images carry the predicted or the true class, and their most "
+           "common class; CAM on object: the map's share on the object (synthetic data only).",
+           formats={"confidence": "{:.1%}", "CAM on object": "{:.0%}"})
 
 # %% [markdown]
 # ## 8. What the baseline looked at, and whether the map can be trusted
