@@ -15,8 +15,8 @@ Plain torch / NumPy / pandas, one small function per question a notebook asks:
 - :data:`TTA_VIEWS` and ``predict(..., views=...)`` -- test-time augmentation (03)
 - :func:`migration`, :func:`train_val_gap` -- where test samples moved between two models, and
   the train-validation gap of a history (02); :func:`val_test_table`, :func:`split_shift` -- each
-  model's accuracy on validation against test images, and what separates the two splits (02); how confident a model is when it is wrong lives in
-  :mod:`helpers.confidence`
+  model's accuracy on validation against test images, and what separates the two splits (02);
+  how confident a model is when it is wrong lives in :mod:`helpers.confidence`
 
 Conventions: "index" always means the position of a sample in the evaluated image tensor. Every
 array argument may be a NumPy array, a torch tensor (any device) or a list; results are NumPy

@@ -218,7 +218,8 @@ figs.table({"ECE (%)": {"baseline": 100 * ece.mean_a, "CutMix": 100 * ece.mean_b
 # %%
 curves = {name: confidence.risk_coverage(p) for name, p in p0.items()}
 figs.show(plots.risk_coverage_curves(curves, mark=reject_below), "risk_coverage",
-          f"Accuracy of the kept answers against the share kept, seed {S.seeds[0]}; dots: confidence >= {reject_below:g}.")
+          f"Accuracy of the kept answers against the share kept, seed {S.seeds[0]}; dots: confidence >= "
+          f"{reject_below:g}.")
 kept = {name: confidence.accuracy_at_threshold(p, reject_below) for name, p in p0.items()}
 figs.table({name: {"kept (%)": 100 * k[0], "accuracy on kept (%)": 100 * k[1]} for name, k in kept.items()},
            "rejection", f"Answers kept at confidence >= {reject_below:g} and their accuracy, seed {S.seeds[0]}.",
@@ -288,8 +289,9 @@ faith = cam.faithfulness(models["baseline"], images, cams_before, case_pred, mea
 notes = [f"pred {data.classes[p]}\nROAD {r:+.2f} (random {q:+.2f})"
          for p, r, q in zip(case_pred, faith["road"], faith["road_random"])]
 if len(case_idx):
+    titles = [f"#{i}\ntrue {data.classes[data.test_labels[i]]}" for i in case_idx]
     figs.show(plots.cam_rows(images, {"baseline": cams_before}, {"baseline": cam.overlay(images, cams_before)},
-                             [f"#{i}\ntrue {data.classes[data.test_labels[i]]}" for i in case_idx], {"baseline": notes}),
+                             titles, {"baseline": notes}),
               "gradcam_baseline_failures", f"Grad-CAM of the baseline's wrong answer on each studied failure, seed "
               f"{S.seeds[0]}; under each map its ROAD score and that of a random map.")
 figs.table(faith.drop(columns="target").rename(columns=cam.FAITHFULNESS_NAMES).set_axis(case_idx).rename_axis(
@@ -323,9 +325,10 @@ still = np.array(cmp.loc[cmp["change"].str.startswith("still wrong"), "index"], 
 if len(still):
     imgs = data.test_images[still]
     pair = {n: cam.compute_cams(m, imgs, mean=mean, std=std, targets=p0[n].pred[still]) for n, m in models.items()}
-    road = {n: cam.faithfulness(models[n], imgs, c, p0[n].pred[still], mean=mean, std=std)["road"] for n, c in pair.items()}
-    notes = {n: [f"pred {data.classes[p0[n].pred[i]]} {p0[n].conf[i]:.0%}\nROAD {r:+.2f}" for i, r in zip(still, road[n])]
-             for n in pair}
+    road = {n: cam.faithfulness(models[n], imgs, c, p0[n].pred[still], mean=mean, std=std)["road"]
+            for n, c in pair.items()}
+    notes = {n: [f"pred {data.classes[p0[n].pred[i]]} {p0[n].conf[i]:.0%}\nROAD {r:+.2f}"
+                 for i, r in zip(still, road[n])] for n in pair}
     figs.show(plots.cam_rows(imgs, pair, {n: cam.overlay(imgs, c) for n, c in pair.items()},
                              [f"#{i}\ntrue {data.classes[data.test_labels[i]]}" for i in still], notes),
               "gradcam_before_after", f"Grad-CAM of each model's own wrong answer, baseline (left) and CutMix "
@@ -344,8 +347,8 @@ entropy = {n: cam.spread(cam.compute_cams(m, data.test_images[both], mean=mean, 
                                           targets=p0[n].pred[both]))["entropy"].to_numpy() for n, m in models.items()}
 spread = evidence.paired_values(entropy["baseline"], entropy["cutmix"])
 figs.table({"Grad-CAM entropy": {"images": spread.n, "baseline": spread.mean_a, "CutMix": spread.mean_b,
-                                 "difference": spread.diff, "95% interval": f"[{spread.ci[0]:+.3f}, {spread.ci[1]:+.3f}]",
-                                 "p": evidence.format_p(spread.p_value)}},
+                                 "difference": spread.diff, "p": evidence.format_p(spread.p_value),
+                                 "95% interval": f"[{spread.ci[0]:+.3f}, {spread.ci[1]:+.3f}]"}},
            "cam_spread", f"Entropy of the Grad-CAM maps on test images both models get wrong, seed {S.seeds[0]}.")
 
 # %% [markdown]
@@ -367,9 +370,9 @@ figs.table(drops, "val_test", f"Validation and test accuracy and the drop betwee
 # Where CutMix loses test accuracy against the baseline (the verdict in section 3 says whether it
 # does in this run), this study does **not test why**. One candidate on the synthetic data is the
 # label: CutMix weights each image by the *area* it keeps, while a synthetic object covers a small
-# part of the image, so a pasted box carries mostly background. Testing that would take a CutMix run whose labels are weighted by the
-# object mask's share instead of the area; this study does not run it, so the candidate stays a
-# candidate.
+# part of the image, so a pasted box carries mostly background. Testing that would take a CutMix
+# run whose labels are weighted by the object mask's share instead of the area; this study does
+# not run it, so the candidate stays a candidate.
 #
 # ## 11. Who gained: classes and images
 #

@@ -192,7 +192,8 @@ def test_confident_errors_over_seeds_uses_a_paired_t_test():
 
 def test_ece_difference_matches_calibration_and_is_zero_for_the_same_model():
     r = C.ece_difference(A, B, bins=10, n_boot=500)
-    assert r.mean_a == pytest.approx(C.calibration(A, bins=10)[1]) and r.mean_b == pytest.approx(C.calibration(B, bins=10)[1])
+    assert r.mean_a == pytest.approx(C.calibration(A, bins=10)[1])
+    assert r.mean_b == pytest.approx(C.calibration(B, bins=10)[1])
     assert r.diff == pytest.approx(r.mean_b - r.mean_a) and r.ci[0] <= r.ci[1]
     same = C.ece_difference(A, A, n_boot=200)
     assert same.diff == 0 and same.ci == (0.0, 0.0) and same.p_value == 1.0
@@ -221,7 +222,8 @@ def test_less_confident_by_hand():
 def test_val_test_table_and_split_shift():
     from types import SimpleNamespace
 
-    val = {"base": preds_from([0.9] * 4, [0, 0, 0, 0], [0, 0, 0, 1]), "mix": preds_from([0.9] * 4, [0, 0, 0, 0], [0, 0, 1, 1])}
+    val = {"base": preds_from([0.9] * 4, [0, 0, 0, 0], [0, 0, 0, 1]),
+           "mix": preds_from([0.9] * 4, [0, 0, 0, 0], [0, 0, 1, 1])}
     test = {"base": A, "mix": B}  # 50% and 50%
     table, out = E.val_test_table(val, test)
     assert list(table.index) == ["base", "mix", "mix - base"]
