@@ -240,6 +240,10 @@ def random_maps(cams, *, seed: int = 0, cell: int = 4) -> np.ndarray:
 
 
 FAITHFULNESS_COLUMNS = ["target", "confidence", "road", "keep", "road_random", "keep_random", "beats_random"]
+# Their names in a report's table (02): the scores of each map, then of its random twin.
+FAITHFULNESS_NAMES = {"confidence": "confidence", "road": "ROAD", "keep": "keep", "road_random": "ROAD, random map",
+                      "keep_random": "keep, random map", "beats_random": "beats random", "in_mask": "on object",
+                      "in_mask_random": "on object, random map"}
 
 
 def _score_chunk(model, x, kinds: dict, classes: list[int] | None, percentiles) -> pd.DataFrame:

@@ -14,8 +14,9 @@ Plain torch / NumPy / pandas, one small function per question a notebook asks:
 - :func:`epochs_to_reach` -- convergence speed from a training history (05)
 - :data:`TTA_VIEWS` and ``predict(..., views=...)`` -- test-time augmentation (03)
 - :func:`migration`, :func:`train_val_gap` -- where test samples moved between two models, and
-  the train-validation gap of a history (02); how confident a model is when it is wrong lives in
-  :mod:`helpers.confidence`
+  the train-validation gap of a history (02); :func:`val_test_table`, :func:`split_shift` -- each
+  model's accuracy on validation against test images, and what separates the two splits (02);
+  how confident a model is when it is wrong lives in :mod:`helpers.confidence`
 
 Conventions: "index" always means the position of a sample in the evaluated image tensor. Every
 array argument may be a NumPy array, a torch tensor (any device) or a list; results are NumPy
@@ -24,6 +25,7 @@ arrays or pandas DataFrames on the CPU.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -45,6 +47,8 @@ __all__ = [
     "accuracy",
     "migration",
     "train_val_gap",
+    "split_shift",
+    "val_test_table",
     "write_predictions",
     "check_predictions",
     "broken",
@@ -474,6 +478,47 @@ def train_val_gap(history_df: pd.DataFrame) -> float:
     on augmented (and, with CutMix, mixed) batches during the epoch, as the report's was."""
     last = history_df.iloc[-1]
     return float(last["train_acc"] - last["val_acc"])
+
+
+SHIFTS = {
+    "synthetic": "On the synthetic data the two splits differ on purpose: most training (and so validation) "
+                 "images of a class sit on that class's background texture and tint, while test backgrounds "
+                 "are random. A model that loses more from validation to test leans more on the background.",
+    "other": "On this data the validation and test images are drawn from the same kind of images, with no "
+             "designed difference between them: a drop from validation to test is not a measure of reliance "
+             "on the background here, only of how the two samples differ.",
+}
+
+
+def split_shift(data) -> str:
+    """What separates the validation from the test images on this data (02's validation-to-test table):
+    the synthetic source (the one with object masks) shifts the backgrounds between them by design;
+    for any other data (CIFAR, a folder) the drop measures no particular cue."""
+    return SHIFTS["synthetic" if getattr(data, "test_masks", None) is not None else "other"]
+
+
+def val_test_table(val: dict, test: dict, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Each model's accuracy on the validation and on the test images, and how much it loses from the
+    one to the other, with intervals (02). ``val`` / ``test``: model name -> :class:`Predictions` on
+    each split, two models, the same images for both. Per model: validation minus test accuracy in
+    points with :func:`helpers.evidence.unpaired_means` (the splits share no images); a last row:
+    the second model's drop minus the first's (per-image paired differences on each split).
+    Returns (the table, a JSON-ready dict of the comparisons)."""
+    from . import evidence as E
+
+    (na, va), (nb, vb) = val.items()
+    ta, tb = test[na], test[nb]
+    comparisons = {na: E.unpaired_means(ta.correct, va.correct, seed=seed),
+                   nb: E.unpaired_means(tb.correct, vb.correct, seed=seed),
+                   f"{nb} - {na}": E.unpaired_means(tb.correct.astype(int) - ta.correct,
+                                                    vb.correct.astype(int) - va.correct, seed=seed)}
+    rows = {name: {"validation acc (%)": 100 * r.mean_b, "test acc (%)": 100 * r.mean_a,
+                   "validation - test (points)": 100 * r.diff,
+                   "95% interval": E.format_interval((100 * r.ci[0], 100 * r.ci[1])), "p": E.format_p(r.p_value)}
+            for name, r in comparisons.items()}
+    last = rows[f"{nb} - {na}"]
+    last["validation acc (%)"], last["test acc (%)"] = math.nan, math.nan
+    return pd.DataFrame(rows).T, {name: r.to_dict() for name, r in comparisons.items()}
 
 
 def epochs_to_reach(history_df: pd.DataFrame, threshold: float, column: str = "val_acc") -> int | None:

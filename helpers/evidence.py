@@ -4,6 +4,8 @@
   with confidence >= 0.9): difference, paired bootstrap interval, exact McNemar test
 - :func:`paired_values` -- two models' numbers on the same images (a Grad-CAM map's spread) or two
   runs' at the same epochs: mean difference, paired bootstrap interval, Wilcoxon signed-rank test
+- :func:`unpaired_means` -- one number per item of two *different* samples (validation against test
+  images): difference of the means, bootstrap interval resampling each sample, Welch's t-test
 - :func:`over_seeds`, :func:`paired_over_seeds` -- one number per training seed: mean and
   t-interval; per-seed differences and the paired t-test
 - :func:`verdict` -- the report's difference against this run's, as one of :data:`VERDICTS`
@@ -30,6 +32,7 @@ from scipy import stats
 __all__ = ["VERDICTS", "Evidence", "Paired", "PairedProportions", "PairedValues", "SeedComparison", "SeedSummary",
            "compare_runs", "count_sentence", "describe", "epoch_variation", "format_diff", "format_interval",
            "format_p", "over_seeds", "paired_over_seeds", "paired_proportions", "paired_values", "scale_text",
+           "unpaired_means",
            "seed_figure", "verdict"]
 
 VERDICTS = ("same direction, significant", "same direction, not significant at this scale",
@@ -175,6 +178,31 @@ def paired_values(v_a, v_b, *, level: float = 0.95, n_boot: int = 10_000, seed: 
                         ci=_boot_ci(d, level, n_boot, seed), level=level, p_value=float(p),
                         test=f"paired bootstrap + Wilcoxon signed-rank over {len(d):,} pairs",
                         dropped=int((~keep).sum()))
+
+
+def unpaired_means(x_a, x_b, *, level: float = 0.95, n_boot: int = 10_000, seed: int = 0) -> Paired:
+    """Two independent samples of numbers, e.g. one model's right/wrong outcomes on the test images
+    (A) and on the validation images (B), or per-image paired differences on each split (02: how much
+    more one model loses from validation to test than another).
+
+    ``diff = mean(x_b) - mean(x_a)``; ``ci``: percentile interval of a seeded bootstrap that resamples
+    each sample on its own (the samples share no items); ``p_value``: Welch's t-test
+    (``scipy.stats.ttest_ind(equal_var=False)``; for two constant samples 1.0 if equal, else 0.0).
+    ``n`` is ``len(x_a) + len(x_b)``."""
+    _check_level(level, n_boot)
+    a, b = (np.asarray(x, dtype=np.float64).ravel() for x in (x_a, x_b))
+    if len(a) < 2 or len(b) < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError(f"need two samples of at least 2 finite values, got {len(a)} and {len(b)}")
+    rng = np.random.default_rng(seed)
+    boots = _boot_means(b, n_boot, rng) - _boot_means(a, n_boot, rng)
+    low, high = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
+    if np.ptp(a) == 0 and np.ptp(b) == 0:  # two constants: no spread to test against (scipy: 0 / 0)
+        p = 1.0 if a[0] == b[0] else 0.0
+    else:
+        p = float(stats.ttest_ind(b, a, equal_var=False).pvalue)
+    return Paired(n=len(a) + len(b), mean_a=float(a.mean()), mean_b=float(b.mean()), diff=float(b.mean() - a.mean()),
+                  ci=(float(low), float(high)), level=level, p_value=p,
+                  test=f"bootstrap of each sample + Welch's t-test, {len(b):,} and {len(a):,} items")
 
 
 # --- over training seeds ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from scipy import stats
 
 from . import evaluate
 from . import evidence as E
+from .data import split_indices
 from .profiles import Settings
 from .train import Run, fit, norm_stats
 
@@ -64,18 +65,26 @@ def train(S: Settings, data, progress: bool = True) -> dict[str, list[Run]]:
             for variant, configs in S.runs().items()}
 
 
-def predict(runs: dict[str, list[Run]], data, S: Settings, views=("original",)) -> dict[str, list]:
+def predict(runs: dict[str, list[Run]], data, S: Settings, views=("original",), split: str = "test") -> dict[str, list]:
     """Test-split predictions of every run, with the checkpoint the report tested (01: the best
-    validation epoch; the others: the last epoch), normalised as in training (01-05)."""
+    validation epoch; the others: the last epoch), normalised as in training (01-05).
+    ``split="val"``: the validation images the runs held out of training instead (02)."""
     weights = HEADLINES[S.study].weights
     mean, std = norm_stats(S.train, data)
+    images, labels = data.test_images, data.test_labels
+    if split == "val":
+        if not S.train.val_fraction:
+            raise ValueError(f"{S.study} holds no validation images out (val_fraction 0)")
+        held = split_indices(len(data.train_labels), S.train.val_fraction, S.train.split_seed)[1]
+        images, labels = data.train_images[held], data.train_labels[held]
+    elif split != "test":
+        raise ValueError(f"split must be 'test' or 'val', not {split!r}")
     out = {}
     for variant, variant_runs in runs.items():
         out[variant] = []
         for run in variant_runs:
             run.load_weights(weights)
-            out[variant].append(evaluate.predict(run.model, data.test_images, data.test_labels, mean=mean, std=std,
-                                                 views=views))
+            out[variant].append(evaluate.predict(run.model, images, labels, mean=mean, std=std, views=views))
     return out
 
 

@@ -165,3 +165,71 @@ def test_load_unlabelled_folder_and_arrays(tmp_path):
         load_unlabelled(tmp_path / "bad.npy")
     with pytest.raises(FileNotFoundError, match="missing"):
         load_unlabelled(tmp_path / "missing")
+
+
+# --- two models on the same test images, with uncertainty (02) --------------------------------------
+
+def test_confident_errors_one_seed_counts_and_mcnemar():
+    table, out = C.confident_errors([A], [B], ("base", "mix"))
+    assert list(table.index) == ["all wrong answers", "wrong, conf. >= 0.5", "wrong, conf. >= 0.7",
+                                 "wrong, conf. >= 0.9", "wrong, conf. >= 0.99"]
+    # A wrong at 2 (0.95), 3 (0.6), 4 (0.995); B wrong at 3 (0.65), 4 (0.6), 5 (0.55)
+    assert table["base"].tolist() == [3, 3, 2, 2, 1] and table["mix"].tolist() == [3, 3, 0, 0, 0]
+    assert table["difference (images)"].tolist() == [0, 0, -2, -2, -1]
+    # >= 0.9: two discordant images, both favour B: exact two-sided binomial p = 2 * 0.5 ** 2
+    assert out["0.9"]["p_value"] == pytest.approx(0.5) and out["0.9"]["only_a"] == 2
+    assert table.loc["wrong, conf. >= 0.9", "report 001 (of 10,000)"] == "315 -> 44"
+    assert table.loc["wrong, conf. >= 0.5", "report 001 (of 10,000)"] == "—"
+
+
+def test_confident_errors_over_seeds_uses_a_paired_t_test():
+    table, out = C.confident_errors([A, A, B], [B, B, B], thresholds=(0.9,))
+    assert table.loc["wrong, conf. >= 0.9", "test"] == "paired t-test over 3 seeds"
+    assert out["0.9"]["diffs"] == [-2, -2, 0] and out["0.9"]["mean"] == pytest.approx(-4 / 3)
+    with pytest.raises(ValueError, match="one Predictions per seed"):
+        C.confident_errors([A], [])
+
+
+def test_ece_difference_matches_calibration_and_is_zero_for_the_same_model():
+    r = C.ece_difference(A, B, bins=10, n_boot=500)
+    assert r.mean_a == pytest.approx(C.calibration(A, bins=10)[1])
+    assert r.mean_b == pytest.approx(C.calibration(B, bins=10)[1])
+    assert r.diff == pytest.approx(r.mean_b - r.mean_a) and r.ci[0] <= r.ci[1]
+    same = C.ece_difference(A, A, n_boot=200)
+    assert same.diff == 0 and same.ci == (0.0, 0.0) and same.p_value == 1.0
+    assert C.ece_difference(A, B, n_boot=300, seed=3) == C.ece_difference(A, B, n_boot=300, seed=3)
+
+
+def test_ece_difference_finds_a_clear_calibration_gap():
+    rng = np.random.default_rng(0)
+    n, labels = 4000, np.zeros(4000, np.int64)
+    conf = rng.uniform(0.5, 1.0, n)
+    right = rng.random(n) < conf  # calibrated: right with probability conf
+    calibrated = preds_from(conf, np.where(right, 0, 1), labels)
+    overconfident = preds_from(np.full(n, 0.99), np.where(right, 0, 1), labels)  # same answers, sure of all
+    r = C.ece_difference(calibrated, overconfident, n_boot=400)
+    assert r.diff > 0.15 and r.ci[0] > 0.1 and r.p_value < 0.01
+
+
+def test_less_confident_by_hand():
+    # both wrong: samples 3 (A 0.6, B 0.65) and 4 (A 0.995, B 0.6): B less confident on one of two
+    out = C.less_confident(A, B)
+    assert out["both wrong"] == 2 and out["B less confident"] == 1 and out["share"] == 0.5
+    assert out["p_value"] == pytest.approx(1.0) and out["ci"][0] < 0.5 < out["ci"][1]
+    assert C.less_confident(A, A)["B less confident"] == 0
+
+
+def test_val_test_table_and_split_shift():
+    from types import SimpleNamespace
+
+    val = {"base": preds_from([0.9] * 4, [0, 0, 0, 0], [0, 0, 0, 1]),
+           "mix": preds_from([0.9] * 4, [0, 0, 0, 0], [0, 0, 1, 1])}
+    test = {"base": A, "mix": B}  # 50% and 50%
+    table, out = E.val_test_table(val, test)
+    assert list(table.index) == ["base", "mix", "mix - base"]
+    assert table.loc["base", "validation - test (points)"] == pytest.approx(25.0)
+    assert table.loc["mix", "validation - test (points)"] == pytest.approx(0.0)
+    assert table.loc["mix - base", "validation - test (points)"] == pytest.approx(-25.0)
+    assert out["mix - base"]["diff"] == pytest.approx(-0.25)
+    assert "background" in E.split_shift(SimpleNamespace(test_masks=np.zeros((1, 32, 32), bool)))
+    assert "not a measure of reliance" in E.split_shift(SimpleNamespace(test_masks=None))

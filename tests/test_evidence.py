@@ -301,3 +301,25 @@ def test_a_direction_without_a_number():
     assert worse.verdict == "opposite direction, significant"
     with pytest.raises(ValueError, match="'\\+' / '-'"):
         E.compare_runs({42: a}, {42: b}, reported="up", quantity="q")
+
+
+def test_unpaired_means_known_case_and_welch():
+    a = np.array([0, 0, 1, 1, 1, 0, 1, 0], float)
+    b = np.array([1, 1, 1, 0, 1, 1], float)
+    r = E.unpaired_means(a, b, n_boot=2000)
+    assert r.diff == pytest.approx(b.mean() - a.mean()) and r.n == 14
+    assert r.p_value == pytest.approx(stats.ttest_ind(b, a, equal_var=False).pvalue)
+    assert r.ci[0] < r.diff < r.ci[1]
+    assert E.unpaired_means(np.ones(5), np.ones(7)).p_value == 1.0
+    with pytest.raises(ValueError, match="at least 2 finite"):
+        E.unpaired_means([1.0], [1.0, 2.0])
+
+
+def test_unpaired_means_interval_covers_the_true_difference():
+    rng = np.random.default_rng(1)
+    hits = 0
+    for trial in range(200):
+        a, b = rng.random(300) < 0.6, rng.random(200) < 0.7
+        low, high = E.unpaired_means(a, b, n_boot=1000, seed=trial).ci
+        hits += low <= 0.1 <= high
+    assert 0.90 <= hits / 200 <= 0.99

@@ -159,6 +159,12 @@ def test_cutmix_notebook_on_a_100_class_dataset(tmp_path):
     n_test = 100  # the smoke profile keeps 100 of the 200 test images (one per class)
     assert metrics["summary"]["baseline"]["wrong"] + round(n_test * metrics["test_acc_baseline"]) == n_test
     assert "figures/per_class_change.png" in metrics["figures"]
+    # 001's confident-error counts come with their paired test; the all-wrong row is the accuracy's
+    errors = metrics["confident_errors"]
+    assert set(errors) == {"0", "0.5", "0.7", "0.9", "0.99"}
+    wrong = {name: metrics["summary"][name]["wrong"] for name in ("baseline", "cutmix")}
+    assert errors["0"]["only_b"] - errors["0"]["only_a"] == wrong["cutmix"] - wrong["baseline"]
+    assert metrics["verdict"]["names"] == ["baseline", "CutMix + label smoothing"]
 
 
 @pytest.mark.slow

@@ -92,3 +92,16 @@ def test_lr_drops_are_step_drops_only():
 def test_class_changes_largest_gain_first():
     table = study.class_changes({"a": np.array([0.5, 0.9]), "b": np.array([0.8, 0.7])}, ["cat", "dog"], "a", "b")
     assert list(table.index) == ["cat", "dog"] and table["change (points)"].tolist() == pytest.approx([30, -20])
+
+
+def test_predict_on_the_validation_split_uses_the_held_out_images(two_seeds):
+    from helpers.data import split_indices
+
+    S, data, runs, _ = two_seeds
+    val = study.predict(runs, data, S, split="val")
+    held = split_indices(len(data.train_labels), S.train.val_fraction, S.train.split_seed)[1]
+    assert np.array_equal(val["baseline"][0].labels, data.train_labels[held].numpy())
+    h = runs["baseline"][0].history
+    assert float(val["baseline"][0].correct.mean()) == pytest.approx(float(h["val_acc"].iloc[-1]), abs=1e-6)
+    with pytest.raises(ValueError, match="'test' or 'val'"):
+        study.predict(runs, data, S, split="train")
