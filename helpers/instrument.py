@@ -286,19 +286,19 @@ def experiment_summary(runs: dict, data, reported: dict | None = None) -> pd.Dat
 
 
 def gradient_health(gradients: dict, vanish: float = VANISH, explode: float = EXPLODE) -> pd.DataFrame:
-    """Report 003's gradient health check, one row per experiment (04): how many (layer, record)
+    """Report 003's gradient health check, one column per experiment (04): how many (layer, record)
     pairs had a mean |gradient| below ``vanish`` or a gradient norm above ``explode``, the smallest
     and largest of each, and the mean gradient norm over the layers at the last record (the report:
     0.00342 "at convergence")."""
     rows = {}
     for name, g in gradients.items():
         last = g[g["step"] == g["step"].max()]
-        rows[name] = {"records": g["step"].nunique(), "layer records": len(g),
+        rows[name] = {"records": int(g["step"].nunique()), "layer records": len(g),
                       f"vanishing (mean |grad| < {vanish:g})": int((g["mean_abs"] < vanish).sum()),
                       f"exploding (norm > {explode:g})": int((g["norm"] > explode).sum()),
                       "smallest mean |grad|": float(g["mean_abs"].min()), "largest norm": float(g["norm"].max()),
                       "mean norm, last record": float(last["norm"].mean())}
-    return pd.DataFrame.from_dict(rows, orient="index")
+    return pd.DataFrame({name: pd.Series(row, dtype=object) for name, row in rows.items()})  # counts stay ints
 
 
 def stage_gradients(gradients: pd.DataFrame, reported: dict | None = None) -> pd.DataFrame:
@@ -342,9 +342,9 @@ def lr_readings(configs: dict, reported: dict | None = None) -> pd.DataFrame:
             raise ValueError(f"give the report's schedule (cosine over {epochs[-1]} epochs, the full profile's), "
                              f"not {config.schedule!r} over {config.epochs} epochs")
         trace = lr_trace(config, 1)
-        columns[f"{variant}: report 003"] = [reported[variant][e] for e in epochs]
-        columns[f"{variant}: after the step"] = [round(trace[e - 1][1], 4) for e in epochs]
-        columns[f"{variant}: at the start"] = [round(trace[e - 1][0], 4) for e in epochs]
+        columns[f"{variant} report"] = [reported[variant][e] for e in epochs]
+        columns[f"{variant} after step"] = [round(trace[e - 1][1], 4) for e in epochs]
+        columns[f"{variant} at start"] = [round(trace[e - 1][0], 4) for e in epochs]
     return pd.DataFrame(columns, index=pd.Index(epochs, name="epoch"))
 
 

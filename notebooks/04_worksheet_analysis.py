@@ -255,13 +255,13 @@ figs.show(plots.layer_heatmaps(gradients, "norm", "gradient norm", "Gradient nor
 # %% [markdown]
 # Report 003's health check counts a layer's gradient as *vanishing* when its mean |gradient| falls
 # below 1e-6 and as *exploding* when its norm exceeds 10 (its thresholds), over every layer and
-# record. The last column is the mean gradient norm over the layers at the last record, which the
+# record. The last row is the mean gradient norm over the layers at the last record, which the
 # report gives as 0.00342 at convergence.
 
 # %%
 health = instrument.gradient_health(gradients)
 figs.table(health, "gradient_health", f"Gradient health over all records, seed {S.seeds[0]}.",
-           formats={c: "{:.2e}" for c in health.columns[-3:]})
+           formats=page.number)
 
 # %% [markdown]
 # The report gives a gradient range per stage, one decade each, from 1e-5 in the first stage to 1 at
@@ -360,6 +360,6 @@ metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_d
 page.write_metrics(output_dir, {
     **metrics, "test_acc": study.accuracies(S, preds), "epochs": S.train.epochs, "width": S.train.width,
     "record_every": S.train.record_every, "macs_per_image": flop_totals["macs"], "flops_per_image": flop_totals["flops"],
-    "results": results.to_dict(orient="index"), "gradient_health": health.to_dict(orient="index"),
+    "results": results.to_dict(orient="index"), "gradient_health": health.to_dict(),
     "weights_below_limit": {n: bool(v) for n, v in check.iloc[:, -1].items()}, "logs": logs,
 }, figs)
