@@ -114,8 +114,9 @@ figs.table(pd.Series(facts, name="ResNet-18", dtype=object), "model", "The model
 # %% [markdown]
 # The architecture block by block, in the order an image passes through it: each part's output for
 # one image (channels x height x width), its parameters, and its multiply-adds (counted as in the
-# next section). Each stage halves the resolution and doubles the channels, so the blocks' cost stays
-# level while their parameters grow fourfold per stage.
+# next section). Each stage halves the resolution and doubles the channels, so the second block of
+# every stage costs the same while its parameters grow fourfold from one stage to the next; the first
+# block of stages 2-4 costs less, as its first convolution works at stride 2.
 
 # %%
 figs.table(arch, "architecture", "ResNet-18 for 32x32 images, part by part, at the report's width.",
@@ -330,8 +331,8 @@ figs.table(lr_log, "lr_log", "This run's learning rate after the step, at the se
 # %% [markdown]
 # Does the report log the learning rate before or after the step? The table computes the full
 # profile's schedule (the report's 25 epochs and peaks) without training, and sets both readings
-# beside the report's log: the values after the step match it, those at the epoch's start are one
-# epoch ahead.
+# beside the report's log: the values after the step match it, while those at the epoch's start are
+# the previous epoch's values.
 
 # %%
 full_configs = {v: configs[0] for v, configs in settings("worksheet_analysis", "full").runs().items()}
