@@ -32,7 +32,7 @@ KEY_FIGURES = {
     "03_resnet_budget": {"figures/parameter_budget.png", "figures/loss_curves.png", "figures/accuracy_curves.png",
                          "figures/learning_rate.png", "figures/tta_accuracy.png", "figures/confusion_matrix.png"},
     "04_worksheet_analysis": {"figures/flops_per_layer.png", "figures/gradient_flow.png",
-                              "figures/weight_updates.png", "figures/learning_rate.png"},
+                              "figures/weight_updates.png", "figures/weight_stats.png", "figures/learning_rate.png"},
     "05_bn_ablation": {"figures/loss_curves.png", "figures/accuracy_curves.png", "figures/confusion_matrices.png",
                        "figures/training_time.png"},
 }
