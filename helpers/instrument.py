@@ -10,6 +10,9 @@
   and the largest |weight| (after the optimiser step). ``helpers.train.fit`` runs them when a
   config has ``record_every > 0`` and stores their tables with the run, so plots re-draw without
   retraining. :func:`weight_check` reads report 003's "all values < 1.0" off them.
+- :data:`REPORTED` and the tables next to it (:func:`architecture`, :func:`experiment_summary`,
+  :func:`gradient_health`, :func:`stage_gradients`, :func:`stage_updates`, :func:`lr_readings`) --
+  this run's numbers laid out as report 003 gives them, beside the report's.
 - :func:`log_run` -- copy a finished run's history and records to TensorBoard or Weights &
   Biases (offline), when installed. The run folder's CSV/JSON files are always written anyway.
 
@@ -197,6 +200,152 @@ def update_ranking(updates: pd.DataFrame) -> pd.DataFrame:
     table = table.sort_values("mean relative update", ascending=False)
     table.insert(0, "rank", range(1, len(table) + 1))
     return table
+
+
+# --- report 003's tables ----------------------------------------------------------------------------
+
+# What report 003 states per experiment (exp 1: batch 64, lr 0.15; exp 2: batch 128, lr 0.20). Test and
+# train accuracy, gap and first-epoch accuracy in %; the train loss is given for experiment 1 only.
+REPORTED = {
+    "exp1": {"test acc (%)": 93.10, "train acc (%)": 97.25, "gap (points)": 4.15, "test loss": 0.2153,
+             "train loss": 0.0864, "epoch-1 test acc (%)": 28.59, "batches / epoch": 781},
+    "exp2": {"test acc (%)": 92.39, "train acc (%)": 97.77, "gap (points)": 5.38, "test loss": 0.2375,
+             "epoch-1 test acc (%)": 35.43, "batches / epoch": 390},
+}
+# The LR each experiment logged after the epoch's scheduler step, at the epochs the report prints.
+REPORTED_LR = {"exp1": {1: 0.1494, 5: 0.1357, 10: 0.0982, 15: 0.0518, 20: 0.0143, 25: 0.0},
+               "exp2": {1: 0.1992, 5: 0.1809, 10: 0.1309, 15: 0.0691, 20: 0.0191, 25: 0.0}}
+# Its gradient range per stage (the statistic is not named) and its ranking of the total weight change.
+REPORTED_GRADIENTS = {"fc": "1e-1 to 1e0", "layer4": "1e-2 to 1e-1", "layer3": "1e-3 to 1e-2",
+                      "layer2": "1e-4 to 1e-3", "layer1": "1e-5 to 1e-4"}
+REPORTED_UPDATE_RANK = {"fc": 1, "layer4": 2, "layer3": 3, "layer2": 4, "layer1": 5}
+
+
+def stage(layer: str) -> str:
+    """The part of a ResNet a layer belongs to: "layer3.1.conv2" -> "layer3", "conv1" -> "stem",
+    "fc" -> "fc" (04's per-stage tables)."""
+    head = layer.split(".")[0]
+    return "stem" if head in ("conv1", "bn1") else head
+
+
+def architecture(model: nn.Module, input_size=(3, 32, 32)) -> pd.DataFrame:
+    """The model part by part, as report 003's architecture figure draws it (04): one row per top-level
+    module, with the blocks of each stage (an ``nn.Sequential``) on their own rows; its type, the
+    output shape of one image (channels x height x width), its parameters and multiply-adds (from
+    :func:`flops`) and its share of them."""
+    parts = []
+    for name, child in model.named_children():
+        parts += ([(f"{name}.{n}", c) for n, c in child.named_children()] if isinstance(child, nn.Sequential)
+                  else [(name, child)])
+    shapes, hooks = {}, []
+
+    def keep(name):  # a hook that returns something would replace the module's output
+        def hook(module, inputs, output):
+            shapes.setdefault(name, " x ".join(map(str, output.shape[1:])))
+        return hook
+
+    for name, module in parts:
+        hooks.append(module.register_forward_hook(keep(name)))
+    try:
+        table, totals = flops(model, input_size)
+    finally:
+        for h in hooks:
+            h.remove()
+    rows = []
+    for name, module in parts:
+        macs = int(table.loc[(table["layer"] == name) | table["layer"].str.startswith(name + "."), "macs"].sum())
+        rows.append({"part": name, "type": type(module).__name__, "output": shapes.get(name, "—"),
+                     "parameters": sum(p.numel() for p in module.parameters()), "MACs": macs,
+                     "share (%)": 100 * macs / totals["macs"]})
+    return pd.DataFrame(rows).set_index("part")
+
+
+def experiment_summary(runs: dict, data, reported: dict | None = None) -> pd.DataFrame:
+    """Report 003's comparison table for this run (04): per experiment, this run's numbers and, on
+    the row below, the report's ("—" where it gives none).
+
+    ``runs``: variant ("exp1", "exp2") -> ``helpers.train.Run`` (the first seed); ``data``: the
+    dataset trained on (for the batches per epoch, drop_last as configured). The convergence epoch
+    is the first whose test accuracy reaches 95% of the final one; the time is this machine's."""
+    from .evaluate import epochs_to_reach
+    from .train import batches_per_epoch
+
+    reported = REPORTED if reported is None else reported
+    rows = {}
+    for variant, run in runs.items():
+        h, last = run.history, run.history.iloc[-1]
+        rows[f"{variant}, this run"] = {
+            "test acc (%)": 100 * last["test_acc"], "train acc (%)": 100 * last["train_acc"],
+            "gap (points)": 100 * (last["train_acc"] - last["test_acc"]), "test loss": last["test_loss"],
+            "train loss": last["train_loss"], "epoch-1 test acc (%)": 100 * h["test_acc"].iloc[0],
+            "batches / epoch": batches_per_epoch(run.config, data),
+            "convergence epoch": epochs_to_reach(h, 0.95 * last["test_acc"], column="test_acc"),
+            "time (s)": float(h["seconds"].sum())}
+        rows[f"{variant}, report 003"] = reported.get(variant, {})
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def gradient_health(gradients: dict, vanish: float = VANISH, explode: float = EXPLODE) -> pd.DataFrame:
+    """Report 003's gradient health check, one column per experiment (04): how many (layer, record)
+    pairs had a mean |gradient| below ``vanish`` or a gradient norm above ``explode``, the smallest
+    and largest of each, and the mean gradient norm over the layers at the last record (the report:
+    0.00342 "at convergence")."""
+    rows = {}
+    for name, g in gradients.items():
+        last = g[g["step"] == g["step"].max()]
+        rows[name] = {"records": int(g["step"].nunique()), "layer records": len(g),
+                      f"vanishing (mean |grad| < {vanish:g})": int((g["mean_abs"] < vanish).sum()),
+                      f"exploding (norm > {explode:g})": int((g["norm"] > explode).sum()),
+                      "smallest mean |grad|": float(g["mean_abs"].min()), "largest norm": float(g["norm"].max()),
+                      "mean norm, last record": float(last["norm"].mean())}
+    return pd.DataFrame({name: pd.Series(row, dtype=object) for name, row in rows.items()})  # counts stay ints
+
+
+def stage_gradients(gradients: pd.DataFrame, reported: dict | None = None) -> pd.DataFrame:
+    """One experiment's gradients per stage (04): the range and median over all records and layers
+    of the stage, of the mean |gradient| and the gradient norm, beside the report's range."""
+    reported = REPORTED_GRADIENTS if reported is None else reported
+    g = gradients.assign(stage=gradients["layer"].map(stage)).groupby("stage", sort=False)
+    table = pd.DataFrame({"mean |grad| min": g["mean_abs"].min(), "mean |grad| median": g["mean_abs"].median(),
+                          "mean |grad| max": g["mean_abs"].max(), "norm median": g["norm"].median()})
+    table["report 003"] = [reported.get(s, "—") for s in table.index]
+    return table
+
+
+def stage_updates(updates: pd.DataFrame, reported: dict | None = None) -> pd.DataFrame:
+    """One experiment's weight change per stage, ranked as report 003 ranks its layers (04): the
+    mean relative update and the total weight change (sum of the per-record update norms, mean
+    over the stage's layers), ranked by the total, beside the report's rank."""
+    reported = REPORTED_UPDATE_RANK if reported is None else reported
+    u = updates.assign(stage=updates["layer"].map(stage))
+    total = u.groupby(["stage", "layer"], sort=False)["update_norm"].sum().groupby(level=0, sort=False).mean()
+    table = pd.DataFrame({"total change": total,
+                          "mean relative update": u.groupby("stage", sort=False)["relative_update"].mean()})
+    table = table.sort_values("total change", ascending=False)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    table["report 003's rank"] = [reported.get(s) for s in table.index]
+    return table
+
+
+def lr_readings(configs: dict, reported: dict | None = None) -> pd.DataFrame:
+    """Report 003's logged LR beside the cosine schedule's (04), at the epochs the report prints:
+    the LR an epoch starts with and the one in force after its scheduler step (what the report
+    logs), per experiment. ``configs``: variant -> the full profile's TrainConfig; the schedule comes
+    from :func:`helpers.train.lr_trace` (torch's scheduler stepped alone, no training)."""
+    from .train import lr_trace
+
+    reported = REPORTED_LR if reported is None else reported
+    columns = {}
+    for variant, config in configs.items():
+        epochs = list(reported[variant])
+        if config.schedule != "cosine" or config.epochs != epochs[-1]:
+            raise ValueError(f"give the report's schedule (cosine over {epochs[-1]} epochs, the full profile's), "
+                             f"not {config.schedule!r} over {config.epochs} epochs")
+        trace = lr_trace(config, 1)
+        columns[f"{variant} report"] = [reported[variant][e] for e in epochs]
+        columns[f"{variant} after step"] = [round(trace[e - 1][1], 4) for e in epochs]
+        columns[f"{variant} at start"] = [round(trace[e - 1][0], 4) for e in epochs]
+    return pd.DataFrame(columns, index=pd.Index(epochs, name="epoch"))
 
 
 # --- experiment logging ----------------------------------------------------------------------------

@@ -358,9 +358,11 @@ def migration_bars(counts: dict[str, int], title: str = "Where the test samples 
 # --- ResNet budget (03) --------------------------------------------------------------------------
 
 
-def learning_rates(histories: dict[str, pd.DataFrame]) -> plt.Figure:
-    """The learning rate each epoch started with, per run (03, 04)."""
-    return _per_epoch(histories, "lr", "learning rate", "Learning-rate schedule", 3.0, legend_size=7)
+def learning_rates(histories: dict[str, pd.DataFrame], column: str = "lr") -> plt.Figure:
+    """The learning rate per epoch and run (03, 04): ``column`` "lr", the one each epoch started
+    with, or "lr_end", the one in force after its scheduler step (what report 003 logs)."""
+    ylabel = {"lr": "learning rate at the epoch's start", "lr_end": "learning rate after the epoch"}[column]
+    return _per_epoch(histories, column, ylabel, "Learning-rate schedule", 3.0, legend_size=7)
 
 
 def tta_bars(accs: pd.Series, title: str = "Test accuracy per test-time view") -> plt.Figure:
@@ -474,5 +476,28 @@ def update_lines(updates: dict[str, pd.DataFrame], layers: list[str]) -> plt.Fig
         ax.legend(fontsize=7)
     axes[0, 0].set_ylabel("|change| / |weight| per interval")
     fig.suptitle("Weight updates over training", fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def weight_stats(updates: dict[str, pd.DataFrame], layers: list[str], limit: float | None = None) -> plt.Figure:
+    """Weight spread (standard deviation, top) and magnitude (largest |weight|, bottom) of a few named
+    layers over training, one column per experiment (04); ``limit``: report 003's bound on |weight|,
+    drawn dashed."""
+    n = len(updates)
+    fig, axes = plt.subplots(2, n, figsize=(6.2 * n, 5.6), squeeze=False, sharex="col", sharey="row")
+    for col, (name, u) in enumerate(updates.items()):
+        for i, layer in enumerate(layers):
+            rows = u[u["layer"] == layer]
+            for row, value in enumerate(("weight_std", "weight_max_abs")):
+                axes[row, col].plot(rows["step"], rows[value], color=PALETTE[i % len(PALETTE)], label=layer)
+        if limit is not None:
+            axes[1, col].axhline(limit, color="grey", linestyle="--", linewidth=1, label=f"|weight| = {limit:g}")
+        axes[0, col].set_title(name)
+        axes[1, col].set_xlabel("optimiser step")
+    axes[0, 0].set_ylabel("weight std")
+    axes[1, 0].set_ylabel("largest |weight|")
+    axes[1, -1].legend(fontsize=7)
+    fig.suptitle("Weight spread and magnitude over training", fontweight="bold")
     fig.tight_layout()
     return fig

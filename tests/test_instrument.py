@@ -271,3 +271,68 @@ def test_wandb_log_has_the_history_and_records(tmp_path, small_data, monkeypatch
                   for key, v in row.items() if key.startswith(f"{kind}/")}
         df = getattr(run, kind)
         assert logged == pytest.approx({(s, layer): v for s, layer, v in zip(df["step"], df["layer"], df[value])})
+
+
+# --- report 003's tables ------------------------------------------------------------------------------
+
+def test_architecture_has_the_reports_shapes_and_counts():
+    arch = I.architecture(resnet18_cifar())
+    assert arch["parameters"].sum() == 11_173_962                 # report 003's total
+    assert (arch["type"] == "BasicBlock").sum() == 8              # "8 (2 per layer group)"
+    assert arch.loc["layer1.0", "output"] == "64 x 32 x 32" and arch.loc["layer4.1", "output"] == "512 x 4 x 4"
+    assert arch.loc["fc", "output"] == "10"
+    assert arch["MACs"].sum() == I.flops(resnet18_cifar())[1]["macs"] and arch["share (%)"].sum() == pytest.approx(100)
+
+
+def test_stages_and_stage_tables():
+    assert [I.stage(n) for n in ("conv1", "layer3.1.conv2", "layer2.0.downsample.0", "fc")] == \
+        ["stem", "layer3", "layer2", "fc"]
+    g = I.flag(pd.DataFrame(dict(step=[1, 1, 1, 2, 2, 2], epoch=1, layer=["conv1", "layer1.0.conv1", "fc"] * 2,
+                                 mean_abs=[1e-3, 1e-5, 1e-1, 2e-3, 3e-5, 2e-1], max_abs=1.0,
+                                 norm=[0.1, 0.01, 20.0, 0.2, 0.03, 1.0])))
+    st = I.stage_gradients(g)
+    assert st.index.tolist() == ["stem", "layer1", "fc"] and st.loc["layer1", "mean |grad| max"] == 3e-5
+    assert st.loc["fc", "report 003"] == "1e-1 to 1e0" and st.loc["stem", "report 003"] == "—"
+    health = I.gradient_health({"a": g})
+    assert health.loc["records", "a"] == 2 and health.loc["vanishing (mean |grad| < 1e-06)", "a"] == 0
+    assert health.loc["exploding (norm > 10)", "a"] == 1 and isinstance(health.loc["layer records", "a"], int)
+    assert health.loc["mean norm, last record", "a"] == pytest.approx((0.2 + 0.03 + 1.0) / 3)
+    u = pd.DataFrame(dict(step=[1, 1, 1, 2, 2, 2], epoch=1, layer=["layer1.0.conv1", "layer1.0.conv2", "fc"] * 2,
+                          update_norm=[1.0, 3.0, 2.5, 1.0, 1.0, 2.5], relative_update=0.1))
+    ranked = I.stage_updates(u)
+    assert ranked.index.tolist() == ["fc", "layer1"] and ranked.loc["layer1", "total change"] == 3.0  # (2 + 4) / 2
+    assert ranked["report 003's rank"].tolist() == [1, 5]
+
+
+def test_lr_readings_match_the_report_after_the_step():
+    from helpers.profiles import settings
+
+    configs = {v: c[0] for v, c in settings("worksheet_analysis", "full").runs().items()}
+    lr = I.lr_readings(configs)
+    for v in ("exp1", "exp2"):  # the report logs the LR in force after the epoch's scheduler step
+        assert (lr[f"{v} report"] - lr[f"{v} after step"]).abs().max() <= 1e-4
+        assert (lr[f"{v} report"] - lr[f"{v} at start"]).abs().max() > 0.005  # one epoch off
+    with pytest.raises(ValueError, match="cosine over 25 epochs"):
+        I.lr_readings({v: c.replace(epochs=6) for v, c in configs.items()})
+
+
+class SummaryRun:
+    def __init__(self, history, config):
+        self.history, self.config = history, config
+
+
+def test_experiment_summary_counts_full_batches_as_the_report():
+    from helpers.data import make_synthetic
+    from helpers.profiles import settings
+
+    configs = {v: c[0] for v, c in settings("worksheet_analysis", "full").runs().items()}
+    data = make_synthetic(n_train=50_000, n_test=10, seed=0)  # only its size matters here
+    h = pd.DataFrame(dict(epoch=[1, 2, 3], train_acc=[0.3, 0.8, 0.95], test_acc=[0.25, 0.88, 0.9],
+                          train_loss=[2.0, 0.5, 0.1], test_loss=[1.9, 0.4, 0.3], seconds=[1.0, 1.0, 2.0]))
+    table = I.experiment_summary({v: SummaryRun(h, c) for v, c in configs.items()}, data)
+    assert table.loc["exp1, this run", "batches / epoch"] == 781 and table.loc["exp2, this run", "batches / epoch"] == 390
+    assert table.loc["exp1, report 003", "batches / epoch"] == 781
+    row = table.loc["exp1, this run"]
+    assert row["gap (points)"] == pytest.approx(5.0) and row["epoch-1 test acc (%)"] == pytest.approx(25.0)
+    assert row["convergence epoch"] == 2 and row["time (s)"] == 4.0          # 0.88 >= 0.95 * 0.9
+    assert pd.isna(table.loc["exp2, report 003", "train loss"])               # the report gives none

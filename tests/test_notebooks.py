@@ -32,7 +32,7 @@ KEY_FIGURES = {
     "03_resnet_budget": {"figures/parameter_budget.png", "figures/loss_curves.png", "figures/accuracy_curves.png",
                          "figures/learning_rate.png", "figures/tta_accuracy.png", "figures/confusion_matrix.png"},
     "04_worksheet_analysis": {"figures/flops_per_layer.png", "figures/gradient_flow.png",
-                              "figures/weight_updates.png", "figures/learning_rate.png"},
+                              "figures/weight_updates.png", "figures/weight_stats.png", "figures/learning_rate.png"},
     "05_bn_ablation": {"figures/loss_curves.png", "figures/accuracy_curves.png", "figures/confusion_matrices.png",
                        "figures/training_time.png"},
 }
@@ -189,3 +189,29 @@ def test_budget_notebook_writes_a_checked_prediction_file(tmp_path):
     views = metrics["views_vs_original"]
     assert set(views) == {"hflip", "vflip", "pad_crop", "blur"}
     assert views["pad_crop"]["only_a"] == views["pad_crop"]["only_b"] == 0  # the same pixels, the same answers
+
+
+@pytest.mark.slow
+def test_notebook_04_reversed_result_gets_the_reversed_verdict(tmp_path):
+    """Report 003 has experiment 1 ahead; a run where experiment 2 is clearly ahead must get the
+    reversed verdict. Four solid-colour classes that a tiny network learns in two epochs; experiment 1
+    at an absurd learning rate (its weights become NaN: it answers one class, 25%), experiment 2 at
+    a sane one with small batches (so two smoke epochs are 40 steps)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "white": (235, 235, 235)}
+    for split, n in (("train", 80), ("test", 25)):
+        for name, colour in colours.items():
+            folder = tmp_path / "colours" / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                image = np.clip(np.array(colour) + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(image).save(folder / f"{i}.png")
+    [result] = runner.run_notebooks(["04_worksheet_analysis"], profile="smoke", dataset=f"folder:{tmp_path / 'colours'}",
+                                     params={"lr": 1e4, "lr_2": 0.05, "batch_size_2": 16}, output=tmp_path / "out",
+                                     pdf=False, timeout=900, notebooks_dir=NOTEBOOKS[0].parent)
+    assert result.ok, f"{result.status}: {result.error}"
+    verdict = json.loads((Path(result.folder) / "metrics.json").read_text())["verdict"]
+    assert verdict["reported"] < 0 < verdict["measured"] and verdict["ci"][0] > 0 and verdict["p_value"] < 0.05
+    assert verdict["verdict"] == "opposite direction, significant"

@@ -105,3 +105,14 @@ def test_budget_and_tta_figures():
     assert len(fig.axes[0].lines) == 1
     fig = plots.migration_bars({"corrected": 5, "regressed": 2})
     assert [t.get_text() for t in fig.axes[0].texts] == ["5", "2"]
+
+
+def test_worksheet_weight_and_lr_figures():
+    u = pd.DataFrame(dict(step=[1, 1, 2, 2], layer=["a", "b", "a", "b"], weight_std=[0.1, 0.2, 0.12, 0.21],
+                          weight_max_abs=[0.5, 0.7, 0.6, 0.9]))
+    fig = plots.weight_stats({"exp 1": u, "exp 2": u}, ["a", "b"], limit=1.0)
+    top, bottom = fig.axes[0], fig.axes[2]  # row-major: std of exp 1, std of exp 2, |w| of exp 1, ...
+    assert list(top.lines[1].get_ydata()) == [0.2, 0.21] and list(bottom.lines[1].get_ydata()) == [0.7, 0.9]
+    assert list(bottom.lines[-1].get_ydata()) == [1.0, 1.0]  # the report's bound
+    h = history().assign(lr_end=lambda d: d["lr"] / 2)
+    assert list(plots.learning_rates({"m": h}, "lr_end").axes[0].lines[0].get_ydata()) == list(h["lr_end"])
