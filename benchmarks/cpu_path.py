@@ -7,7 +7,7 @@ Contenders, each in a fresh process (the allocator setting is process-wide and c
 - ``NHWC`` : model and batches in channels_last (``helpers.device.channels_last``);
 - ``NHWC + kept memory``: also ``helpers.device.keep_freed_memory`` (what ``fit`` does on CPU).
 
-A round starts one process per contender, in turn, and each times every model (best of 3 blocks of
+A round starts one process per contender, in turn, and each times every model (best of 2 blocks of
 ``STEPS`` steps on one pre-made random batch: the model alone, as ``train_step`` does); 3 rounds, and a
 row reports the best round, with the median round beside it. Rows per thread setting
 (``harness.cpu_threads``). ``--smoke``: one model, one round, 2 steps, 1 thread.
@@ -26,7 +26,7 @@ from .harness import CPU, ROOT, cpu_threads, placement
 S = "cpu_path"
 CONTENDERS = {"NCHW": "before", "NHWC": "nhwc", "NHWC + kept memory": "nhwc+kept"}
 STUDIES = ["stress_test", "cutmix_study", "resnet_budget", "worksheet_analysis", "bn_ablation"]
-STEPS = 8
+STEPS = 4
 
 # Runs in a fresh interpreter: argv = the path's name, models as JSON, steps, threads (0: default).
 CHILD = """
@@ -54,7 +54,7 @@ for m in models:
         opt.step()
     step(); step()
     best = float("inf")
-    for _ in range(3):
+    for _ in range(2):
         start = time.perf_counter()
         for _ in range(steps):
             step()
