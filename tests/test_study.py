@@ -92,3 +92,15 @@ def test_lr_drops_are_step_drops_only():
 def test_class_changes_largest_gain_first():
     table = study.class_changes({"a": np.array([0.5, 0.9]), "b": np.array([0.8, 0.7])}, ["cat", "dog"], "a", "b")
     assert list(table.index) == ["cat", "dog"] and table["change (points)"].tolist() == pytest.approx([30, -20])
+
+
+def test_smoothness_keeps_the_end_of_a_one_cycle_schedule():
+    """01: One-Cycle's LR more than halves per epoch near its end; those epochs are no step drops."""
+    S = settings("stress_test", "smoke")
+    lr = [0.004, 0.01, 0.007, 0.003, 0.0008]
+    pair = fake_runs([[0.1, 0.3, 0.2, 0.4, 0.5]], [[0.1, 0.2, 0.25, 0.3, 0.32]], lr)
+    runs = {"plain": pair["baseline"], "residual": pair["batchnorm"]}
+    assert study.lr_drops(runs["plain"][0].history) == [4, 5]
+    table, m = study.smoothness(S, runs, from_epoch=3)
+    assert m["a"] == pytest.approx(np.mean([10, 20, 10])) and m["b"] == pytest.approx(np.mean([5, 5, 2]))
+    assert "3 epochs" in m["test"]
