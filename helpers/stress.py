@@ -11,6 +11,7 @@
   report 000's "less diffuse" heatmaps and "do the maps beat random maps?", each with its interval
 - :func:`error_counts` -- wrong and confidently wrong test images of two models, paired (McNemar)
 - :func:`change_counts` -- what became of every failure of the first model under the second
+- :func:`case_columns` -- the canonical failures' measured cues, one column per case, for the page
 
 Heatmaps explain each model's *own* prediction (``targets = preds.pred``), as in the notebook's
 Grad-CAM figure: for a failure, the question is what the model looked at when it chose the wrong
@@ -32,7 +33,8 @@ from . import evidence as E
 from .cam import compute_cams, energy_in_mask, faithfulness, spread
 from .evaluate import CHANGES, Predictions
 
-__all__ = ["GROUPS", "attention_figure", "attention_on_object", "cam_notes", "change_counts", "error_counts",
+__all__ = ["GROUPS", "attention_figure", "attention_on_object", "cam_notes", "case_columns", "change_counts",
+           "error_counts",
            "paired_rows", "sample_groups", "score_maps", "summarize_attention"]
 
 GROUPS = ("failure", "correct")
@@ -174,29 +176,30 @@ def score_maps(model: nn.Module, images, targets, *, mean, std, masks=None, fait
 
 def cam_notes(table: pd.DataFrame, classes) -> list[str]:
     """The lines under each studied map of the Grad-CAM figure (01): the class the map explains with
-    the model's confidence, its ROAD score beside a random map's (faithful: clearly above the random
-    one) and, where masks exist, its share on the object. ``table``: :func:`score_maps` with
+    the model's confidence, its ROAD score beside a random map's, both in points of probability
+    (faithful: clearly above the random one) and, where masks exist, its share on the object. ``table``: :func:`score_maps` with
     ``faithful=True``."""
     notes = []
     for _, r in table.iterrows():
         lines = [f"pred {classes[int(r['target'])]} {r['confidence']:.0%}",
-                 f"ROAD {r['road']:+.2f} (random {r['road_random']:+.2f})"]
+                 f"ROAD {100 * r['road']:+.1f} (random {100 * r['road_random']:+.1f})"]
         if "in_mask" in table and not np.isnan(r["in_mask"]):
             lines.append(f"on object {r['in_mask']:.0%}")
         notes.append("\n".join(lines))
     return notes
 
 
-def paired_rows(pairs: dict, names: tuple[str, str], *, seed: int = 0) -> pd.DataFrame:
+def paired_rows(pairs: dict, names: tuple[str, str], *, scale: float = 1.0, seed: int = 0) -> pd.DataFrame:
     """One row per ``label: (values_a, values_b)``, the two sides paired item by item (01): each side's
     mean, the mean difference B - A with its 95% paired-bootstrap interval and the Wilcoxon p
     (:func:`helpers.evidence.paired_values`; pairs with a NaN are left out and counted). Used for
     plain vs residual maps of the same images (report 000's "less diffuse") and for each model's
     maps against random maps of the same values (faithfulness). A label with no complete pair
-    gets a row of "—"."""
+    gets a row of "—". ``scale`` multiplies every value (100: shares in %, differences in points);
+    tuple labels give a MultiIndex."""
     rows = {}
     for label, (a, b) in pairs.items():
-        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        a, b = scale * np.asarray(a, dtype=float), scale * np.asarray(b, dtype=float)
         if not (~np.isnan(a) & ~np.isnan(b)).any():
             rows[label] = {names[0]: np.nan, names[1]: np.nan, "difference": np.nan, "95% interval": "—",
                            "p": "—", "pairs": 0}
@@ -232,3 +235,18 @@ def change_counts(changes) -> pd.DataFrame:
     changes = pd.Series(list(changes), dtype=object)
     counts = changes.value_counts().reindex([c for c in CHANGES if c in set(changes)])
     return pd.DataFrame({"images": counts.astype(int), "share (%)": 100 * counts / max(len(changes), 1)})
+
+
+def case_columns(table: pd.DataFrame, cmp: pd.DataFrame, name_b: str) -> pd.DataFrame:
+    """The canonical failures for the page (01): one column per case ("#index"), one row per
+    measured cue, as text. ``table``: :func:`helpers.evaluate.case_table` (confidence and Grad-CAM
+    share shown in %); ``cmp``: :func:`helpers.evaluate.compare_cases` for the same indices, whose
+    model B (``name_b``) adds its prediction with its confidence and the change."""
+    out = table.copy().astype(object)
+    for col in ("confidence", "Grad-CAM share on object"):
+        if col in out:
+            out[col] = [f"{v:.0%}" if pd.notna(v) else "—" for v in table[col]]
+    out[f"{name_b}: prediction"] = [f"{n} ({c:.0%})" for n, c in zip(cmp["pred_b_name"], cmp["conf_b"])]
+    out["change"] = cmp["change"].to_numpy()
+    out.index = [f"#{i}" for i in table.index]
+    return out.T

@@ -12,8 +12,9 @@ from helpers.models import FlexibleCNN
 from helpers.cam import spread
 from helpers.evaluate import Predictions
 from helpers.evidence import paired_values
-from helpers.stress import (GROUPS, attention_on_object, cam_notes, change_counts, error_counts, paired_rows,
-                            sample_groups, score_maps, summarize_attention)
+from helpers.evaluate import case_table, compare_cases
+from helpers.stress import (GROUPS, attention_on_object, cam_notes, case_columns, change_counts, error_counts,
+                            paired_rows, sample_groups, score_maps, summarize_attention)
 
 NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
@@ -170,9 +171,9 @@ def test_score_maps_with_faithfulness_and_its_notes(model, data, preds):
 def test_cam_notes_hand_example():
     table = pd.DataFrame({"target": [1, 0], "confidence": [0.987, 0.5], "road": [0.123, -0.01],
                           "road_random": [0.01, 0.02], "in_mask": [0.456, np.nan]})
-    assert cam_notes(table, ["cat", "dog"]) == ["pred dog 99%\nROAD +0.12 (random +0.01)\non object 46%",
-                                                 "pred cat 50%\nROAD -0.01 (random +0.02)"]
-    assert cam_notes(table.drop(columns="in_mask"), ["cat", "dog"])[0] == "pred dog 99%\nROAD +0.12 (random +0.01)"
+    assert cam_notes(table, ["cat", "dog"]) == ["pred dog 99%\nROAD +12.3 (random +1.0)\non object 46%",
+                                                 "pred cat 50%\nROAD -1.0 (random +2.0)"]
+    assert cam_notes(table.drop(columns="in_mask"), ["cat", "dog"])[0] == "pred dog 99%\nROAD +12.3 (random +1.0)"
 
 
 # --- paired_rows, error_counts, change_counts ----------------------------------------------------------
@@ -188,6 +189,9 @@ def test_paired_rows_is_paired_values_per_label():
     assert row["95% interval"] == f"[{r.ci[0]:+.2f}, {r.ci[1]:+.2f}]" and row["p"] == f"p = {r.p_value:#.2g}"
     empty = table.loc["nothing"]
     assert empty["pairs"] == 0 and empty["95% interval"] == "—" and np.isnan(empty["difference"])
+    scaled = paired_rows({("entropy", "all"): (a, b)}, ("plain", "residual"), scale=100)
+    assert scaled.loc[("entropy", "all"), "difference"] == pytest.approx(-15.0)
+    assert scaled.index.nlevels == 2
 
 
 def fake_preds(pred, conf, labels):
@@ -213,3 +217,18 @@ def test_change_counts_in_the_order_of_changes():
     assert list(table.index) == ["corrected", "still wrong, now another class", "still wrong, more confident"]
     assert table["images"].tolist() == [2, 1, 1] and table["share (%)"].tolist() == [50.0, 25.0, 25.0]
     assert len(change_counts([])) == 0
+
+
+def test_case_columns_one_column_per_case():
+    labels = [0, 1]
+    a = fake_preds([1, 2], [0.91, 0.8], labels)
+    b = fake_preds([0, 0], [0.6, 0.7], labels)
+    cases = pd.DataFrame({"index": [0, 1], "true": [0, 1], "pred": [1, 2], "confidence": [0.91, 0.8],
+                          "true_name": ["a", "b"], "pred_name": ["b", "c"]})
+    table = case_table(cases, np.array([[1, 1, 0], [2, 2, 2]]), ["a", "b", "c"], on_object=[0.25, np.nan])
+    out = case_columns(table, compare_cases([0, 1], a, b, ["a", "b", "c"]), "residual")
+    assert list(out.columns) == ["#0", "#1"]
+    assert out.loc["confidence"].tolist() == ["91%", "80%"] and out.loc["Grad-CAM share on object"].tolist() == ["25%", "—"]
+    assert out.loc["residual: prediction"].tolist() == ["a (60%)", "a (70%)"]
+    assert out.loc["change"].tolist() == ["corrected", "still wrong, now another class"]
+    assert out.loc["neighbours of predicted class (of 3)"].tolist() == [2, 3]
