@@ -160,15 +160,13 @@ if len(S.seeds) > 1:
 # ## 5. Later epochs: ahead, and steadier?
 #
 # Report 000 says the residual model is slightly ahead in later epochs and its validation accuracy
-# slightly more stable there. Both are measured on the second half of training: the validation
-# accuracy of the two models epoch by epoch, and the mean size of the change in validation accuracy
-# from one epoch to the next (smaller is steadier). With few epochs there are few pairs, and the
-# interval says so.
+# slightly more stable there (the right panel of the accuracy figure above shows both curves).
+# Both claims are measured on the second half of training: the validation accuracy of the two
+# models epoch by epoch, and the mean size of the change in validation accuracy from one epoch to
+# the next (smaller is steadier). With few epochs there are few pairs, and the interval says so.
 
 # %%
 late = S.train.epochs // 2 + 1  # the second half of training
-figs.show(plots.val_accuracy_trajectories(first), "val_accuracy_trajectories",
-          f"Validation accuracy per epoch of both models, seed {S.seeds[0]}.")
 later = {name: 100 * h.loc[h["epoch"] >= late, "val_acc"].to_numpy() for name, h in first.items()}
 figs.table(stress.paired_rows({f"validation accuracy (%), epochs {late}-{S.train.epochs}":
                                (later["plain"], later["residual"])}, ("plain", "residual")), "later_epochs",
@@ -290,15 +288,15 @@ part = np.sort(np.concatenate([groups[g][: faithful_images // 2] for g in stress
 faith = {name: stress.score_maps(m, data.test_images[part], p0[name].pred[part], mean=mean, std=std,
                                  seed=S.seeds[0])[1] for name, m in models.items()}
 figs.table(stress.paired_rows({(name, label): (t[f"{col}_random"], t[col]) for name, t in faith.items()
-                               for col, label in (("road", "ROAD"), ("keep", "keep the map"))},
+                               for col, label in (("road", "ROAD"), ("keep", "keep"))},
                               ("random map", "Grad-CAM"), scale=100, seed=S.seeds[0]), "faithfulness",
            f"Faithfulness of each model's Grad-CAM against random maps of the same values, seed {S.seeds[0]}.")
 
 # %% [markdown]
 # Then report 000's "less diffuse": the residual model's map against the plain model's on the
 # *same* images, each for its own model's prediction, in %. *Entropy* is 100 for a map spread
-# evenly over the image and 0 for one lit pixel; the *area above half the peak* is the share of
-# pixels at least half as bright as the brightest. Negative differences mean more compact residual
+# evenly over the image and 0 for one lit pixel; *above half peak* is the share of pixels at least
+# half as bright as the brightest; *on the object* the share of the map inside the object mask. Negative differences mean more compact residual
 # maps; on the synthetic data the share on the object says whether that compactness lands on the
 # object. Rows split the sample by whether the plain model was right.
 
@@ -308,7 +306,7 @@ which = np.repeat(stress.GROUPS, [len(groups[g]) for g in stress.GROUPS])
 masks = data.test_masks[sample] if has_masks else None
 maps = {name: stress.score_maps(m, data.test_images[sample], p0[name].pred[sample], mean=mean, std=std,
                                 masks=masks, faithful=False)[1] for name, m in models.items()}
-labels = {"entropy": "entropy", "above_half": "area above half the peak", "in_mask": "share on the object"}
+labels = {"entropy": "entropy", "above_half": "above half peak", "in_mask": "on the object"}
 plain_was = {"failure": "plain wrong", "correct": "plain right"}
 spread_table = stress.paired_rows({(labels[c], plain_was[g]): (maps["plain"][c][which == g],
                                                                maps["residual"][c][which == g])
