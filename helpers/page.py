@@ -348,8 +348,8 @@ def column_format(df: pd.DataFrame, index: bool) -> str | None:
     def longest(values, name) -> int:
         return max([len(str(name or ""))] + [len(str(v)) for v in values])
 
-    lengths = ([longest(df.index, df.index.name)] * df.index.nlevels if index else []) + \
-              [longest(df[c], c) for c in df.columns]
+    levels = [longest(df.index.get_level_values(i), df.index.names[i]) for i in range(df.index.nlevels)]
+    lengths = (levels if index else []) + [longest(df[c], c) for c in df.columns]  # a MultiIndex: per level
     if sum(lengths) + 2 * len(lengths) <= LINE_CHARS:
         return None
     numeric = [False] * (df.index.nlevels if index else 0) + \

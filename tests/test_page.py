@@ -105,6 +105,17 @@ def test_wide_table_is_shrunk_to_the_line_width():
     assert "<b>Table 1.</b> Ten columns" in html and html.count("<th") >= 10
 
 
+def test_a_multiindex_is_measured_level_by_level():
+    """Short level values are not one long tuple: such a table fits as it is, without wrapped columns."""
+    index = pd.MultiIndex.from_product([["entropy", "on the object"], ["plain wrong", "plain right"]])
+    df = pd.DataFrame({"plain": 1.0, "residual": 2.0, "95% interval": "[-17.33, -9.15]", "p": "p < 0.001"},
+                      index=index)
+    assert page.column_format(df, index=True) is None
+    long_index = pd.MultiIndex.from_product([["a much longer measurement name " * 2], ["x" * 40]])
+    wrapped = page.column_format(pd.DataFrame({"text": ["y" * 60]}, index=long_index), index=True)
+    assert wrapped.count("p{") == 3
+
+
 def test_long_table_breaks_into_blocks_that_each_fit():
     long = pd.DataFrame({"epoch": range(1, 101), "loss": np.linspace(2, 0.1, 100)})
     latex = bundle(page.table(long, index=False))["text/latex"]
