@@ -25,7 +25,6 @@ from IPython.display import Markdown, display
 
 from helpers import cam, evidence, page, plots, stress, study
 from helpers import evaluate as ev
-from helpers.models import build_model, count_parameters
 from helpers.profiles import settings
 from helpers.protocol import protocol_card
 from helpers.train import norm_stats
@@ -55,21 +54,19 @@ plots.style()
 has_masks = data.test_masks is not None  # object masks: the synthetic source only
 
 # %% [markdown]
-# A test accuracy says how often a network is right, not how it is wrong: which classes it mixes
-# up, how sure it is when it errs, and which part of the image drove the decision. This study
-# trains one CNN twice, as a plain stack of convolutions and with residual shortcuts in every
-# block, and stress-tests both: the most confident mistakes, three of them studied with Grad-CAM,
-# and what the residual change did to each. Where report 000 reads its Grad-CAM maps by eye, each
-# reading here is a number with its uncertainty, each studied map carries a score of whether it
-# reflects what the model uses, and on the synthetic data, whose object pixels are known, the share
-# of each map on the object is measured.
+# A test accuracy says how often a network is right, not how it is wrong. This study trains one
+# CNN twice, as a plain stack of convolutions and with residual shortcuts in every block, and
+# stress-tests both: the most confident mistakes, three of them studied with Grad-CAM, and what
+# the residual change did to each. Where report 000 reads its Grad-CAM maps by eye, each reading
+# here is a number with its uncertainty, each studied map carries a score of whether it reflects
+# what the model uses, and on the synthetic data, whose object pixels are known, the share of each
+# map on the object is measured.
 
 # %% [markdown]
 # ## The protocol
 #
-# Each row is one setting: what report 000 says, what this run uses, and a mark. *same* is the
-# report's value; *chosen* fills a gap the report leaves (the reason is given); *scaled* is a
-# smaller value of the quick or smoke profile; *changed* is a value set by hand for this run.
+# One row per setting: report 000's value, this run's, and a mark: *same*, *chosen* (the report is
+# silent; *why* gives the reason), *scaled* (quick or smoke profile) or *changed* (set by hand).
 
 # %%
 figs.table(protocol_card(S, data), "protocol", "This run's settings against report 000's.")
@@ -98,13 +95,8 @@ figs.show(plots.one_per_class(data.train_images, data.train_labels, data.classes
 # the only extra parameters.
 
 # %%
-variants = {name: config.model_kwargs for name, (config, *_) in S.runs().items()}
-params = {name: {"this run": count_parameters(build_model("flexible_cnn", data.num_classes,
-                                                            width=S.train.width, **kw)),
-                 "report's width 1": count_parameters(build_model("flexible_cnn", 10, **kw))}
-          for name, kw in variants.items()}
-figs.table(params, "parameters", "Parameters of each model, at this run's width and at the report's.",
-           formats="{:,}")
+figs.table(study.parameter_counts(S, data), "parameters",
+           "Parameters of each model, at this run's width and at the report's.", formats="{:,}")
 
 # %% [markdown]
 # ## 3. Training
@@ -168,31 +160,27 @@ if len(S.seeds) > 1:
 # %%
 late = S.train.epochs // 2 + 1  # the second half of training
 later = {name: 100 * h.loc[h["epoch"] >= late, "val_acc"].to_numpy() for name, h in first.items()}
-figs.table(stress.paired_rows({f"validation accuracy (%), epochs {late}-{S.train.epochs}":
-                               (later["plain"], later["residual"])}, ("plain", "residual")), "later_epochs",
-           f"Validation accuracy in the second half, paired by epoch, seed {S.seeds[0]}.")
+figs.table(stress.paired_rows({"validation accuracy (%)": (later["plain"], later["residual"])},
+                              ("plain", "residual")), "later_epochs",
+           f"Validation accuracy in epochs {late}-{S.train.epochs}, paired by epoch, seed {S.seeds[0]}.")
 steady, steady_metrics = study.smoothness(S, runs, "val_acc", from_epoch=late)
-figs.table(steady, "smoothness", f"Epoch-to-epoch change of validation accuracy from epoch {late} on, "
-           "residual minus plain.")
+figs.table(steady.drop(columns="test").set_axis(["change of validation accuracy per epoch"]), "smoothness",
+           f"Mean epoch-to-epoch change of validation accuracy in epochs {late}-{S.train.epochs}, "
+           f"residual minus plain ({steady['test'].iloc[0]}).")
 
 # %% [markdown]
 # ## 6. Where the errors are
 #
-# Confusion matrices of the first seed: rows are the true class, columns the prediction, cells the
-# percentage of the true class. Bright off-diagonal cells are systematic confusions; on the
-# synthetic data, expect them between look-alike shapes.
+# Report 000 says the residual model makes fewer mistakes across several classes. The confusion
+# matrices (first seed; a row is a true class, in % of its images) show where each model's errors
+# go: bright cells off the diagonal are systematic confusions, on the synthetic data mostly between
+# look-alike shapes. The bars below set the two models' per-class accuracy side by side.
 
 # %%
 p0 = {name: plist[0] for name, plist in preds.items()}
 cms = {name: ev.confusion(p.pred, data.test_labels, data.num_classes) for name, p in p0.items()}
 figs.show(plots.confusion_matrices(cms, data.classes), "confusion_matrices",
           f"Confusion matrices in % of each true class, seed {S.seeds[0]}.")
-
-# %% [markdown]
-# Per-class accuracy side by side: is the residual model's change spread over all classes or
-# concentrated on a few?
-
-# %%
 per_class = {name: ev.per_class_accuracy(p.pred, data.test_labels, data.num_classes) for name, p in p0.items()}
 figs.show(plots.per_class_bars(per_class, data.classes), "per_class_accuracy",
           f"Test accuracy per class, seed {S.seeds[0]}.")
@@ -200,12 +188,10 @@ figs.show(plots.per_class_bars(per_class, data.classes), "per_class_accuracy",
 # %% [markdown]
 # ## 7. High-confidence failures
 #
-# Every misclassified test image, ranked by the probability the model gave its wrong answer; the
-# grids show each model's most confident mistakes (test index, true class, prediction and its
-# confidence). These are the worrying errors: a model that is unsure when it is wrong can be
-# caught by a threshold, one that is 99% sure cannot. The table counts them for both models on the
-# same test images; "only plain" under *wrong* are the images the residual model rescued, "only
-# residual" the ones it broke.
+# The grids show each model's most confident mistakes (test index, true class, prediction and its
+# confidence): a model that is unsure when it is wrong can be caught by a threshold, one that is
+# 99% sure cannot. The table counts them for both models on the same test images; under *wrong*,
+# "only plain" are the images the residual model rescued and "only residual" those it broke.
 
 # %%
 fail = {name: ev.failures(p, data.classes) for name, p in p0.items()}
@@ -220,14 +206,13 @@ figs.table(errors, "errors",
 # %% [markdown]
 # ## 8. Three canonical failures
 #
-# From the plain model's ranking three cases are taken automatically so that they cover different
-# error types: greedily, the most confident failure whose true class has not been picked yet. The
-# table replaces the report's per-case notes with measured cues: the plain model's prediction and
-# confidence; among the five training images nearest to the case in the plain model's feature space
-# (the input of its last layer), how many carry the predicted and the true class (many of the
-# predicted class: the model files the image among that class's training images); where masks
-# exist, the share of the plain model's Grad-CAM on the object; and what the residual model makes
-# of the same image.
+# Three of the plain model's failures are picked automatically to cover different error types
+# (greedily, the most confident failure whose true class is not yet picked). In place of the
+# report's per-case notes, the table gives measured cues: the plain model's prediction and
+# confidence; how many of the five training images nearest to the case in the plain model's
+# feature space carry the predicted and the true class (many of the predicted class: the model
+# files the image among that class); where masks exist, the share of its Grad-CAM on the object;
+# and what the residual model makes of the image.
 
 # %%
 cases = ev.pick_diverse(fail["plain"], k=3)
@@ -250,17 +235,13 @@ figs.table(stress.case_columns(case_tab, cmp, "residual"), "cases",
 # %% [markdown]
 # ## 9. Grad-CAM on the canonical failures
 #
-# Grad-CAM weights the feature maps of a layer by the gradient of a class score: bright regions
-# hold evidence *for* that class. The layer is the output of the last block (8x8 cells at the
-# report's resolution, upsampled to the image; the same place in both models), and the class is
-# each model's *own* prediction, so on a failure the map shows what convinced the model of the
-# wrong answer. Each row is one case: the plain model's image, heatmap and overlay on the left, the
-# residual model's on the right. Under each heatmap: the prediction, and the map's **ROAD score**
-# beside that of a random map with the same values in random places. ROAD removes the pixels the
-# map ranks highest, or lowest, and measures the drop in the model's probability (in points): a
-# map that shows what the model uses scores clearly above the random map, one near the random
-# score says little about the model. Read blobs, not pixels, and trust a map only as far as its
-# score.
+# Grad-CAM weights the feature maps of the last block by the gradient of a class score (the same
+# layer in both models); bright regions hold evidence *for* that class. The class is each model's
+# *own* prediction, so on a failure the map shows what convinced the model of the wrong answer.
+# Under each heatmap: the prediction and the map's **ROAD score** beside that of a random map with
+# the same values in random places. ROAD removes the pixels the map ranks highest, or lowest, and
+# measures the drop in the model's probability (in points): a map that shows what the model uses
+# scores clearly above the random map. Trust a map only as far as its score.
 
 # %%
 if len(case_idx):
@@ -274,13 +255,12 @@ if len(case_idx):
 # %% [markdown]
 # ## 10. Do the maps hold beyond three cases?
 #
-# Three cases make a story, not a measurement. The claims are therefore checked on a seeded sample
-# of test images, half of them the plain model's failures and half its correct predictions (up to
-# the `cam_images` parameter in all). First, faithfulness: for a smaller part of the sample, each
-# model's maps against random maps of the same values, image by image, in points of probability.
-# Besides ROAD, *keep* is the change in probability when only the highlighted region is kept (the
-# rest faded to the mean colour). A positive difference in either means the Grad-CAM maps point at
-# what the model uses more than chance placement does.
+# Three cases make a story, not a measurement, so the claims are checked on a seeded sample of test
+# images, half the plain model's failures and half its correct predictions. First, faithfulness,
+# on part of the sample: each model's maps against random maps of the same values, image by image,
+# in points of probability. Besides ROAD, *keep* is the change in probability when only the
+# highlighted region is kept. A positive difference means the maps point at what the model uses
+# more than chance placement does.
 
 # %%
 groups = stress.sample_groups(p0["plain"].correct, cam_images // 2, seed=S.seeds[0])
@@ -319,10 +299,9 @@ figs.table(spread_table, "map_spread", f"Plain and residual Grad-CAM maps of the
 # ## 11. How much of the heatmap lies on the object
 #
 # On the synthetic data each model is also compared with itself: the share of its Grad-CAM on the
-# object when it is wrong and when it is right, for up to 500 failures and 500 correct predictions
-# of its own. A share at the object's area (dashed line) is what a map that ignores the object
-# would score. Objects of failures can be smaller, so `vs_area` (the share over the object's area;
-# 1 is no better than an even spread) is the fairer comparison.
+# object when it is wrong and when it is right (up to 500 images of each). A map that ignores the
+# object scores the object's area (dashed line); objects of failures can be smaller, so `vs_area`
+# (share over area; 1 is no better than an even spread) is the fairer comparison.
 
 # %%
 if has_masks:
