@@ -190,19 +190,6 @@ def smoothness(S: Settings, runs: dict, column: str = "val_acc", from_epoch: int
     return table, {"a": mean_a, "b": mean_b, "diff": diff, "ci": list(ci), "p_value": p, "test": test}
 
 
-def parameter_counts(S: Settings, data) -> dict[str, dict[str, int]]:
-    """Parameters of each variant's model (01, 05): at this run's width and number of classes, and
-    at the report's width 1 on the report's dataset (100 classes for CIFAR-100, else 10).
-    variant -> {"this run": n, "report's width 1": n}, ready for ``figs.table``."""
-    from .models import build_model, count_parameters
-
-    report_classes = 100 if S.report_dataset == "cifar100" else 10
-    return {variant: {"this run": count_parameters(build_model(c.model, data.num_classes, width=c.width,
-                                                               **c.model_kwargs)),
-                      "report's width 1": count_parameters(build_model(c.model, report_classes, **c.model_kwargs))}
-            for variant, (c, *_) in S.runs().items()}
-
-
 def class_changes(per_class: dict, classes, a: str, b: str):
     """Per-class test accuracy of models ``a`` and ``b`` (fractions) and B's change in points,
     largest gain first (01, 05)."""

@@ -92,20 +92,13 @@ figs.show(plots.one_per_class(data.train_images, data.train_labels, data.classes
 # pooling and one linear layer. A plain block is conv-BN-ReLU-conv-BN-ReLU; the residual block adds
 # its input back before the last ReLU, `ReLU(ConvBN2(x) + shortcut(x))`, with a learned 1x1
 # projection where the block changes the resolution or the channel count. Those projections are
-# the only extra parameters.
-
-# %%
-figs.table(study.parameter_counts(S, data), "parameters",
-           "Parameters of each model, at this run's width and at the report's.", formats="{:,}")
+# the only extra parameters (the protocol card's *parameters* row counts both models).
 
 # %% [markdown]
 # ## 3. Training
 #
-# Both models are trained once per seed with the same data, split, augmentation, optimiser and
-# One-Cycle schedule; `fit` resets every seed before it builds a model. Trained runs are cached
-# under `data/runs/`, so running the notebook again loads them in seconds. Training loss is solid,
-# validation loss dotted: a validation curve that turns up while the training curve keeps falling
-# would be overfitting.
+# Both models train once per seed with the same data, split, augmentation, optimiser and One-Cycle
+# schedule (trained runs are cached under `data/runs/`). Training loss is solid, validation dotted.
 
 # %%
 runs = study.train(S, data)
@@ -114,9 +107,8 @@ figs.show(plots.training_curves(first, "loss"), "loss_curves",
           f"Training (solid) and validation (dotted) loss per epoch, seed {S.seeds[0]}.")
 
 # %% [markdown]
-# The same runs in accuracy. Training accuracy is measured on augmented images, which are harder
-# than the clean validation images. As in the report, each model is tested with the weights of its
-# epoch with the best validation accuracy; the caption gives that epoch.
+# The same runs in accuracy (training accuracy is measured on augmented images). As in the report,
+# each model is tested at its best validation epoch, given in the caption.
 
 # %%
 best = {name: int(h["epoch"][h["val_acc"].idxmax()]) for name, h in first.items()}
@@ -127,12 +119,9 @@ figs.show(plots.training_curves(first, "acc"), "accuracy_curves",
 # %% [markdown]
 # ## 4. Test accuracy, against the report
 #
-# Both best-validation checkpoints are tested once on the held-out test split and compared on the
-# *same* images: the difference comes with a 95% interval and a test of whether it could be chance
-# (with one seed: a paired bootstrap over test images and McNemar's test on the images only one
-# model gets right; with several seeds: a paired t-test over seeds). The verdict sets the result
-# against the report's. With several seeds a figure follows: each seed's accuracy as a point, the
-# mean with its 95% interval, and the per-seed differences beside the report's.
+# The two checkpoints are compared on the *same* test images: the difference with its 95% interval
+# and a test of whether chance could produce it (one seed: paired bootstrap and McNemar's test;
+# several: paired t-test over seeds), then the verdict against the report's.
 
 # %%
 preds = study.predict(runs, data, S)
@@ -149,11 +138,10 @@ if len(S.seeds) > 1:
 # %% [markdown]
 # ## 5. Later epochs: ahead, and steadier?
 #
-# Report 000 says the residual model is slightly ahead in later epochs and its validation accuracy
-# slightly more stable there (the right panel of the accuracy figure above shows both curves).
-# Both claims are measured on the second half of training: the validation accuracy of the two
-# models epoch by epoch, and the mean size of the change in validation accuracy from one epoch to
-# the next (smaller is steadier). With few epochs there are few pairs, and the interval says so.
+# Report 000 finds the residual model slightly ahead in later epochs and slightly more stable there
+# (the accuracy figure's right panel shows both curves). Both are measured over the second half of
+# training: validation accuracy epoch by epoch, and the mean change from one epoch to the next
+# (smaller is steadier). Few epochs give few pairs, and the intervals say so.
 
 # %%
 late = S.train.epochs // 2 + 1  # the second half of training
@@ -170,8 +158,8 @@ figs.table(steady.drop(columns="test").set_axis(["change of validation accuracy 
 # ## 6. Where the errors are
 #
 # The confusion matrices (first seed; a row is a true class, in % of its images) show where each
-# model's errors go: the diagonal is each class's accuracy, bright cells off it are systematic confusions (on the
-# synthetic data mostly between look-alike shapes).
+# model's errors go: the diagonal holds each class's accuracy, bright cells off it are systematic
+# confusions (on the synthetic data mostly between look-alike shapes).
 
 # %%
 p0 = {name: plist[0] for name, plist in preds.items()}
@@ -182,10 +170,10 @@ figs.show(plots.confusion_matrices(cms, data.classes), "confusion_matrices",
 # %% [markdown]
 # ## 7. High-confidence failures
 #
-# The grids show each model's most confident mistakes (test index, true class, prediction and its
-# confidence): a model that is unsure when it is wrong can be caught by a threshold, one that is
-# 99% sure cannot. The table counts them for both models on the same test images; under *wrong*,
-# "only plain" are the images the residual model rescued and "only residual" those it broke.
+# The grids show each model's most confident mistakes: a model that is unsure when it is wrong can
+# be caught by a threshold, one that is 99% sure cannot. The first table counts them on the same
+# test images (under *wrong*, "only plain" are the images the residual model rescued, "only
+# residual" those it broke); the second says what the residual model makes of each plain failure.
 
 # %%
 fail = {name: ev.failures(p, data.classes) for name, p in p0.items()}
@@ -196,17 +184,19 @@ for name, f in fail.items():
 errors = stress.error_counts(p0["plain"], p0["residual"], ("plain", "residual"))
 figs.table(errors, "errors",
            f"Wrong test images and confidently wrong ones, residual minus plain (exact McNemar), seed {S.seeds[0]}.")
+all_changes = ev.compare_cases(fail["plain"]["index"], p0["plain"], p0["residual"], data.classes)["change"]
+figs.table(stress.change_counts(all_changes), "changes",
+           f"What became of the plain model's failures under the residual model, seed {S.seeds[0]}.", digits=1)
 
 # %% [markdown]
 # ## 8. Three canonical failures
 #
-# Three of the plain model's failures are picked automatically to cover different error types
-# (greedily, the most confident failure whose true class is not yet picked). In place of the
-# report's per-case notes, the table gives measured cues: the plain model's prediction and
-# confidence; how many of the five training images nearest to the case in the plain model's
-# feature space carry the predicted and the true class (many of the predicted class: the model
-# files the image among that class); where masks exist, the share of its Grad-CAM on the object;
-# and what the residual model makes of the image.
+# Three plain-model failures are picked to cover different error types (greedily, the most
+# confident one whose true class is new). For the report's per-case notes the table gives measured
+# cues: the prediction and confidence; how many of the five nearest training images in the plain
+# model's feature space carry the predicted and the true class (many of the predicted class: the
+# model files the image among that class); the share of its Grad-CAM on the object (synthetic data
+# only); and what the residual model makes of the image.
 
 # %%
 cases = ev.pick_diverse(fail["plain"], k=3)
@@ -229,12 +219,11 @@ figs.table(stress.case_columns(case_tab, cmp, "residual"), "cases",
 # %% [markdown]
 # ## 9. Grad-CAM on the canonical failures
 #
-# Grad-CAM weights the feature maps of the last block by the gradient of a class score (the same
-# layer in both models); bright regions hold evidence *for* that class. The class is each model's
-# *own* prediction, so on a failure the map shows what convinced the model of the wrong answer.
-# Under each heatmap: the prediction and the map's **ROAD score** beside that of a random map with
-# the same values in random places. ROAD removes the pixels the map ranks highest, or lowest, and
-# measures the drop in the model's probability (in points): a map that shows what the model uses
+# Grad-CAM weights the last block's feature maps (the same layer in both models) by the gradient of
+# each model's *own* predicted class: on a failure, it shows what convinced the model of the wrong
+# answer. Under each heatmap: the prediction and the map's **ROAD** score beside that of a random
+# map with the same values in random places. ROAD removes the pixels the map ranks highest, or
+# lowest, and measures the drop in probability (points): a map that shows what the model uses
 # scores clearly above the random map. Trust a map only as far as its score.
 
 # %%
@@ -249,12 +238,11 @@ if len(case_idx):
 # %% [markdown]
 # ## 10. Do the maps hold beyond three cases?
 #
-# Three cases make a story, not a measurement, so the claims are checked on a seeded sample of test
-# images, half the plain model's failures and half its correct predictions. First, faithfulness,
-# on part of the sample: each model's maps against random maps of the same values, image by image,
-# in points of probability. Besides ROAD, *keep* is the change in probability when only the
-# highlighted region is kept. A positive difference means the maps point at what the model uses
-# more than chance placement does.
+# Three cases make a story, not a measurement: the claims are checked on a seeded sample of test
+# images, half the plain model's failures and half its right answers. First, faithfulness on part
+# of it: each model's maps against random maps of the same values, image by image, in points of
+# probability (*keep*: the change when only the highlighted region is kept). A positive difference
+# means the maps point at what the model uses more than chance placement does.
 
 # %%
 groups = stress.sample_groups(p0["plain"].correct, cam_images // 2, seed=S.seeds[0])
@@ -267,12 +255,11 @@ figs.table(stress.paired_rows({(name, label): (t[f"{col}_random"], t[col]) for n
            f"Faithfulness of each model's Grad-CAM against random maps of the same values, seed {S.seeds[0]}.")
 
 # %% [markdown]
-# Then report 000's "less diffuse": the residual model's map against the plain model's on the
-# *same* images, each for its own model's prediction, in %. *Entropy* is 100 for a map spread
-# evenly over the image and 0 for one lit pixel; *above half peak* is the share of pixels at least
-# half as bright as the brightest; *on the object* the share of the map inside the object mask. Negative differences mean more compact residual
-# maps; on the synthetic data the share on the object says whether that compactness lands on the
-# object. Rows split the sample by whether the plain model was right.
+# Then report 000's "less diffuse": both models' maps of the *same* images, in %. *Entropy* is 100
+# for a map spread evenly and 0 for one lit pixel; *above half peak* is the share of pixels at least
+# half as bright as the brightest; *on the object*, the share inside the object mask. Negative
+# differences in the first two mean more compact residual maps. Rows split the sample by whether
+# the plain model was right.
 
 # %%
 sample = np.concatenate([groups[g] for g in stress.GROUPS])  # the plain model's failures, then its right answers
@@ -313,28 +300,16 @@ else:
                      "skipped."))
 
 # %% [markdown]
-# ## 12. What the residual change did to the failures
-#
-# Each failure of the plain model, classified by what the residual model makes of the same image:
-# *corrected*; *still wrong, now another class*; *still wrong, more* or *less confident* (same
-# wrong class). The three canonical cases are three of these rows.
-
-# %%
-all_changes = ev.compare_cases(fail["plain"]["index"], p0["plain"], p0["residual"], data.classes)["change"]
-figs.table(stress.change_counts(all_changes), "changes",
-           f"What became of the plain model's failures under the residual model, seed {S.seeds[0]}.", digits=1)
-
-# %% [markdown]
 # ## Conclusion
 #
 # The summary at the top gives the verdict on test accuracy against report 000, with this run's
 # scale when it is not a significant confirmation. The report's other claims became measurements
-# with intervals: ahead and steadier in later epochs (section 5), confident mistakes (section 7),
-# more compact heatmaps on the same images (section 10) and, on the synthetic data, attention on
-# the object (sections 10 and 11). Each can hold without the others, and a difference whose
-# interval includes zero is not confirmed. A Grad-CAM map is evidence about the model only as far
-# as it beats a random map (section 10); the three canonical cases are one seed's anecdotes, whose
-# typicality the counts of section 12 give.
+# with intervals: ahead and steadier in later epochs (section 5), confident mistakes and what became
+# of each failure (section 7), more compact heatmaps on the same images (section 10) and, on the
+# synthetic data, attention on the object (sections 10 and 11). Each can hold without the others,
+# and a difference whose interval includes zero is not confirmed. A Grad-CAM map is evidence about
+# the model only as far as it beats a random map (section 10); the three canonical cases are one
+# seed's anecdotes, whose typicality the counts of section 7 give.
 
 # %% tags=["remove-cell"]
 metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict())

@@ -8,7 +8,6 @@ import pytest
 from scipy import stats
 
 from helpers import study
-from helpers.models import build_model, count_parameters
 from helpers.profiles import STUDIES, VARIANTS, settings
 
 
@@ -106,9 +105,3 @@ def test_smoothness_keeps_the_end_of_a_one_cycle_schedule():
     assert m["a"] == pytest.approx(np.mean([10, 20, 10])) and m["b"] == pytest.approx(np.mean([5, 5, 2]))
     assert "3 epochs" in m["test"]
 
-
-def test_parameter_counts_at_this_width_and_the_reports():
-    S = settings("stress_test", "smoke")
-    counts = study.parameter_counts(S, SimpleNamespace(num_classes=10))
-    assert counts["plain"]["report's width 1"] == 2_735_946 and counts["residual"]["report's width 1"] == 2_777_674
-    assert counts["plain"]["this run"] == count_parameters(build_model("flexible_cnn", 10, width=S.train.width))
