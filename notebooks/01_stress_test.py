@@ -72,20 +72,13 @@ has_masks = data.test_masks is not None  # object masks: the synthetic source on
 figs.table(protocol_card(S, data), "protocol", "This run's settings against report 000's.")
 
 # %% [markdown]
-# ## 1. The data
+# ## 1. Data and models
 #
-# One training image per class. On the synthetic stand-in each class is a shape (some deliberately
-# alike: disc and ring, square and diamond, plus and x) on a textured background; in the training
-# split most images of a class share one background, in the test split the background is random,
-# so a model that learns the background is rewarded in training and punished at test time. On
-# CIFAR-10 natural correlations play that role (sky behind airplanes, water under ships).
-
-# %%
-figs.show(plots.one_per_class(data.train_images, data.train_labels, data.classes), "samples_per_class",
-          "One training image per class.")
-
-# %% [markdown]
-# ## 2. Two models that differ in one place
+# On the synthetic stand-in each class is a shape (some deliberately alike: disc and ring, square
+# and diamond, plus and x) on a textured background; in the training split most images of a class
+# share one background, in the test split the background is random, so a model that learns the
+# background is rewarded in training and punished at test time. On CIFAR-10 natural correlations
+# play that role (sky behind airplanes, water under ships).
 #
 # FlexibleCNN is a 3x3 convolution stem with BatchNorm, three stages of two blocks each (64, 128
 # and 256 channels at width 1; the second and third stage start with a stride of 2), global average
@@ -95,7 +88,7 @@ figs.show(plots.one_per_class(data.train_images, data.train_labels, data.classes
 # the only extra parameters (the protocol card's *parameters* row counts both models).
 
 # %% [markdown]
-# ## 3. Training
+# ## 2. Training
 #
 # Both models train once per seed with the same data, split, augmentation, optimiser and One-Cycle
 # schedule (trained runs are cached under `data/runs/`). Training loss is solid, validation dotted.
@@ -117,7 +110,7 @@ figs.show(plots.training_curves(first, "acc"), "accuracy_curves",
           f"epoch (the checkpoint tested): " + ", ".join(f"{name} {e}" for name, e in best.items()) + ".")
 
 # %% [markdown]
-# ## 4. Test accuracy, against the report
+# ## 3. Test accuracy, against the report
 #
 # The two checkpoints are compared on the *same* test images: the difference with its 95% interval
 # and a test of whether chance could produce it (one seed: paired bootstrap and McNemar's test;
@@ -136,7 +129,7 @@ if len(S.seeds) > 1:
               "Test accuracy per seed (points), mean and 95% interval; right: residual minus plain per seed.")
 
 # %% [markdown]
-# ## 5. Later epochs: ahead, and steadier?
+# ## 4. Later epochs: ahead, and steadier?
 #
 # Report 000 finds the residual model slightly ahead in later epochs and slightly more stable there
 # (the accuracy figure's right panel shows both curves). Both are measured over the second half of
@@ -146,16 +139,15 @@ if len(S.seeds) > 1:
 # %%
 late = S.train.epochs // 2 + 1  # the second half of training
 later = {name: 100 * h.loc[h["epoch"] >= late, "val_acc"].to_numpy() for name, h in first.items()}
-figs.table(stress.paired_rows({"validation accuracy (%)": (later["plain"], later["residual"])},
-                              ("plain", "residual")), "later_epochs",
-           f"Validation accuracy in epochs {late}-{S.train.epochs}, paired by epoch, seed {S.seeds[0]}.")
+ahead = stress.paired_rows({"validation accuracy (%)": (later["plain"], later["residual"])}, ("plain", "residual"))
 steady, steady_metrics = study.smoothness(S, runs, "val_acc", from_epoch=late)
-figs.table(steady.drop(columns="test").set_axis(["change of validation accuracy per epoch"]), "smoothness",
-           f"Mean epoch-to-epoch change of validation accuracy in epochs {late}-{S.train.epochs}, "
-           f"residual minus plain ({steady['test'].iloc[0]}).")
+steady_row = steady.drop(columns="test").set_axis(["its change per epoch (points)"]).set_axis(ahead.columns[:5], axis=1)
+figs.table(pd.concat([ahead, steady_row]), "later_epochs",
+           f"Epochs {late}-{S.train.epochs}: validation accuracy paired by epoch (seed {S.seeds[0]}), and its mean "
+           f"change from one epoch to the next ({steady['test'].iloc[0]}).", formats={"pairs": "{:.0f}"})
 
 # %% [markdown]
-# ## 6. Where the errors are
+# ## 5. Where the errors are
 #
 # The confusion matrices (first seed; a row is a true class, in % of its images) show where each
 # model's errors go: the diagonal holds each class's accuracy, bright cells off it are systematic
@@ -168,7 +160,7 @@ figs.show(plots.confusion_matrices(cms, data.classes), "confusion_matrices",
           f"Confusion matrices in % of each true class, seed {S.seeds[0]}.")
 
 # %% [markdown]
-# ## 7. High-confidence failures
+# ## 6. High-confidence failures
 #
 # The grids show each model's most confident mistakes: a model that is unsure when it is wrong can
 # be caught by a threshold, one that is 99% sure cannot. The first table counts them on the same
@@ -189,14 +181,13 @@ figs.table(stress.change_counts(all_changes), "changes",
            f"What became of the plain model's failures under the residual model, seed {S.seeds[0]}.", digits=1)
 
 # %% [markdown]
-# ## 8. Three canonical failures
+# ## 7. Three canonical failures
 #
 # Three plain-model failures are picked to cover different error types (greedily, the most
-# confident one whose true class is new). For the report's per-case notes the table gives measured
-# cues: the prediction and confidence; how many of the five nearest training images in the plain
-# model's feature space carry the predicted and the true class (many of the predicted class: the
-# model files the image among that class); the share of its Grad-CAM on the object (synthetic data
-# only); and what the residual model makes of the image.
+# confident one whose true class is new). In place of the report's per-case notes, measured cues:
+# among the five training images nearest in the plain model's feature space, how many carry the
+# predicted and the true class; the share of its Grad-CAM on the object (synthetic data only); and
+# what the residual model makes of the image.
 
 # %%
 cases = ev.pick_diverse(fail["plain"], k=3)
@@ -217,14 +208,13 @@ figs.table(stress.case_columns(case_tab, cmp, "residual"), "cases",
            f"The canonical failures of the plain model (one column per test image), seed {S.seeds[0]}.")
 
 # %% [markdown]
-# ## 9. Grad-CAM on the canonical failures
+# ## 8. Grad-CAM on the canonical failures
 #
-# Grad-CAM weights the last block's feature maps (the same layer in both models) by the gradient of
-# each model's *own* predicted class: on a failure, it shows what convinced the model of the wrong
-# answer. Under each heatmap: the prediction and the map's **ROAD** score beside that of a random
-# map with the same values in random places. ROAD removes the pixels the map ranks highest, or
-# lowest, and measures the drop in probability (points): a map that shows what the model uses
-# scores clearly above the random map. Trust a map only as far as its score.
+# Grad-CAM weights the last block's feature maps by the gradient of each model's *own* predicted
+# class: on a failure, what convinced the model of the wrong answer. Under each heatmap: the map's
+# **ROAD** score beside a random map's with the same values in random places (the drop in
+# probability, in points, when the pixels the map ranks highest rather than lowest are removed):
+# a map that shows what the model uses scores clearly above the random one.
 
 # %%
 if len(case_idx):
@@ -236,13 +226,13 @@ if len(case_idx):
               f"with the ROAD score of each map and of a random map, seed {S.seeds[0]}.", key=True)
 
 # %% [markdown]
-# ## 10. Do the maps hold beyond three cases?
+# ## 9. Do the maps hold beyond three cases?
 #
 # Three cases make a story, not a measurement: the claims are checked on a seeded sample of test
-# images, half the plain model's failures and half its right answers. First, faithfulness on part
-# of it: each model's maps against random maps of the same values, image by image, in points of
-# probability (*keep*: the change when only the highlighted region is kept). A positive difference
-# means the maps point at what the model uses more than chance placement does.
+# images, half the plain model's failures and half its right answers. First, faithfulness: each
+# model's maps against random maps of the same values, image by image (*keep*: the change in
+# probability when only the highlighted region is kept). A positive difference means the maps
+# point at what the model uses more than chance placement does.
 
 # %%
 groups = stress.sample_groups(p0["plain"].correct, cam_images // 2, seed=S.seeds[0])
@@ -256,10 +246,8 @@ figs.table(stress.paired_rows({(name, label): (t[f"{col}_random"], t[col]) for n
 
 # %% [markdown]
 # Then report 000's "less diffuse": both models' maps of the *same* images, in %. *Entropy* is 100
-# for a map spread evenly and 0 for one lit pixel; *above half peak* is the share of pixels at least
-# half as bright as the brightest; *on the object*, the share inside the object mask. Negative
-# differences in the first two mean more compact residual maps. Rows split the sample by whether
-# the plain model was right.
+# for an even map, 0 for one lit pixel; *above half peak* is the share of pixels at least half as
+# bright as the brightest; *on the object*, the share inside the object mask.
 
 # %%
 sample = np.concatenate([groups[g] for g in stress.GROUPS])  # the plain model's failures, then its right answers
@@ -277,12 +265,11 @@ figs.table(spread_table, "map_spread", f"Plain and residual Grad-CAM maps of the
            f"seed {S.seeds[0]}.")
 
 # %% [markdown]
-# ## 11. How much of the heatmap lies on the object
+# ## 10. How much of the heatmap lies on the object
 #
-# On the synthetic data each model is also compared with itself: the share of its Grad-CAM on the
-# object when it is wrong and when it is right (up to 500 images of each). A map that ignores the
-# object scores the object's area (dashed line); objects of failures can be smaller, so `vs_area`
-# (share over area; 1 is no better than an even spread) is the fairer comparison.
+# On the synthetic data each model is also compared with itself, wrong against right (up to 500
+# images each). A map that ignores the object scores the object's area (dashed line); `vs_area`,
+# the share over the area, is the fairer comparison when failures have smaller objects.
 
 # %%
 if has_masks:
@@ -304,12 +291,10 @@ else:
 #
 # The summary at the top gives the verdict on test accuracy against report 000, with this run's
 # scale when it is not a significant confirmation. The report's other claims became measurements
-# with intervals: ahead and steadier in later epochs (section 5), confident mistakes and what became
-# of each failure (section 7), more compact heatmaps on the same images (section 10) and, on the
-# synthetic data, attention on the object (sections 10 and 11). Each can hold without the others,
-# and a difference whose interval includes zero is not confirmed. A Grad-CAM map is evidence about
-# the model only as far as it beats a random map (section 10); the three canonical cases are one
-# seed's anecdotes, whose typicality the counts of section 7 give.
+# with intervals: later epochs (section 4), confident mistakes and the fate of each failure (section
+# 6), compactness of the heatmaps (section 9) and, on the synthetic data, attention on the object
+# (sections 9 and 10). Each can hold without the others; an interval that includes zero confirms
+# nothing. A Grad-CAM map is evidence about the model only as far as it beats a random map.
 
 # %% tags=["remove-cell"]
 metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict())
