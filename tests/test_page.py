@@ -126,6 +126,21 @@ def test_long_table_breaks_into_blocks_that_each_fit():
     assert rows == [40, 40, 20]
 
 
+def test_a_table_of_wrapped_sentences_breaks_before_it_outgrows_a_page():
+    """22 rows of sentences (the protocol card with a long data note) are far taller than 22 lines:
+    one box would run off the page's bottom, so the rows go into several blocks."""
+    why = "the report is silent on this setting, so the value is ours and the reason is given here " * 2
+    card = pd.DataFrame({"report": ["not stated"] * 22, "this run": ["a value of some length " * 2] * 22,
+                         "why": [why] * 22}, index=pd.Index([f"setting {i}" for i in range(22)], name="setting"))
+    blocks = page.row_blocks(card)
+    assert len(blocks) > 1 and blocks[0].start == 0 and blocks[-1].stop == 22
+    assert all(a.stop == b.start for a, b in zip(blocks, blocks[1:]))
+    latex = bundle(page.table(card))["text/latex"]
+    assert latex.count(r"\begin{adjustbox}") == len(blocks) and latex.count("setting 21") == 1
+    short = pd.DataFrame({"x": range(3)})
+    assert page.row_blocks(short) == [slice(0, 3)] and page.row_blocks(short.iloc[:0]) == [slice(0, 1)]
+
+
 def test_table_headers_and_cells_are_escaped():
     df = pd.DataFrame({"added (%)": [1.86], "a & b": ["x_1 <y>"]}, index=pd.Index(["res#1"], name="model_name"))
     df.columns.name = "<metric>"
