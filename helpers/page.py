@@ -34,7 +34,8 @@ import pandas as pd
 DPI = 200          # saved and shown PNGs: sharp when a page is printed (the inline backend uses 100)
 SCREEN_DPI = 100   # figures are shown at the size the inline backend would give them
 TABLE_ROWS = 40    # LaTeX tables are cut into blocks of this many rows, so long ones break across pages
-TABLE_LINES = 44   # ... and of at most about this many lines of \small text when cells wrap (a page holds ~55)
+TABLE_LINES = 24   # ... and of about this many lines of \small text when cells wrap (a page holds ~55): blocks
+                   # this short fill the rest of a page, where a taller one would start on the next
 SCHEMA = ("title", "reference_report", "profile", "dataset", "dataset_note", "seeds", "headline",
           "verdict", "key_figure", "figures")
 # Verdicts as helpers.evidence words them; anything else gets the neutral colour.

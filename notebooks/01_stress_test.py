@@ -61,6 +61,17 @@ has_masks = data.test_masks is not None  # object masks: the synthetic source on
 # here is a number with its uncertainty, each studied map carries a score of whether it reflects
 # what the model uses, and on the synthetic data, whose object pixels are known, the share of each
 # map on the object is measured.
+#
+# On the synthetic stand-in each class is a shape (some deliberately alike: disc and ring, square
+# and diamond, plus and x) on a textured background; in the training split most images of a class
+# share one background, in the test split the background is random, so a model that learns the
+# background is rewarded in training and punished at test time. On CIFAR-10 natural correlations
+# play that role (sky behind airplanes, water under ships). The model, FlexibleCNN, is a 3x3
+# convolution stem, three stages of two blocks (64, 128 and 256 channels at width 1; the second and
+# third stage start with a stride of 2), global average pooling and one linear layer. A plain block
+# is conv-BN-ReLU-conv-BN-ReLU; the residual block adds its input back before the last ReLU,
+# `ReLU(ConvBN2(x) + shortcut(x))`, with a learned 1x1 projection where the shape changes: the only
+# extra parameters (the protocol card counts both models).
 
 # %% [markdown]
 # ## The protocol
@@ -72,45 +83,23 @@ has_masks = data.test_masks is not None  # object masks: the synthetic source on
 figs.table(protocol_card(S, data), "protocol", "This run's settings against report 000's.")
 
 # %% [markdown]
-# ## 1. Data and models
-#
-# On the synthetic stand-in each class is a shape (some deliberately alike: disc and ring, square
-# and diamond, plus and x) on a textured background; in the training split most images of a class
-# share one background, in the test split the background is random, so a model that learns the
-# background is rewarded in training and punished at test time. On CIFAR-10 natural correlations
-# play that role (sky behind airplanes, water under ships).
-#
-# FlexibleCNN is a 3x3 convolution stem with BatchNorm, three stages of two blocks each (64, 128
-# and 256 channels at width 1; the second and third stage start with a stride of 2), global average
-# pooling and one linear layer. A plain block is conv-BN-ReLU-conv-BN-ReLU; the residual block adds
-# its input back before the last ReLU, `ReLU(ConvBN2(x) + shortcut(x))`, with a learned 1x1
-# projection where the block changes the resolution or the channel count. Those projections are
-# the only extra parameters (the protocol card's *parameters* row counts both models).
-
-# %% [markdown]
-# ## 2. Training
+# ## 1. Training
 #
 # Both models train once per seed with the same data, split, augmentation, optimiser and One-Cycle
-# schedule (trained runs are cached under `data/runs/`). Training loss is solid, validation dotted.
+# schedule (runs are cached under `data/runs/`). Training accuracy (solid, on augmented images) and
+# validation accuracy (dotted): a validation curve falling while training climbs would be
+# overfitting. As in the report, each model is tested at its best validation epoch (caption).
 
 # %%
 runs = study.train(S, data)
 first = {name: variant_runs[0].history for name, variant_runs in runs.items()}
-figs.show(plots.training_curves(first, "loss"), "loss_curves",
-          f"Training (solid) and validation (dotted) loss per epoch, seed {S.seeds[0]}.")
-
-# %% [markdown]
-# The same runs in accuracy (training accuracy is measured on augmented images). As in the report,
-# each model is tested at its best validation epoch, given in the caption.
-
-# %%
 best = {name: int(h["epoch"][h["val_acc"].idxmax()]) for name, h in first.items()}
 figs.show(plots.training_curves(first, "acc"), "accuracy_curves",
           f"Training (solid) and validation (dotted) accuracy per epoch, seed {S.seeds[0]}; best validation "
           f"epoch (the checkpoint tested): " + ", ".join(f"{name} {e}" for name, e in best.items()) + ".")
 
 # %% [markdown]
-# ## 3. Test accuracy, against the report
+# ## 2. Test accuracy, against the report
 #
 # The two checkpoints are compared on the *same* test images: the difference with its 95% interval
 # and a test of whether chance could produce it (one seed: paired bootstrap and McNemar's test;
@@ -129,7 +118,7 @@ if len(S.seeds) > 1:
               "Test accuracy per seed (points), mean and 95% interval; right: residual minus plain per seed.")
 
 # %% [markdown]
-# ## 4. Later epochs: ahead, and steadier?
+# ## 3. Later epochs: ahead, and steadier?
 #
 # Report 000 finds the residual model slightly ahead in later epochs and slightly more stable there
 # (the accuracy figure's right panel shows both curves). Both are measured over the second half of
@@ -147,7 +136,7 @@ figs.table(pd.concat([ahead, steady_row]), "later_epochs",
            f"change from one epoch to the next ({steady['test'].iloc[0]}).", formats={"pairs": "{:.0f}"})
 
 # %% [markdown]
-# ## 5. Where the errors are
+# ## 4. Where the errors are
 #
 # The confusion matrices (first seed; a row is a true class, in % of its images) show where each
 # model's errors go: the diagonal holds each class's accuracy, bright cells off it are systematic
@@ -160,19 +149,18 @@ figs.show(plots.confusion_matrices(cms, data.classes), "confusion_matrices",
           f"Confusion matrices in % of each true class, seed {S.seeds[0]}.")
 
 # %% [markdown]
-# ## 6. High-confidence failures
+# ## 5. High-confidence failures
 #
-# The grids show each model's most confident mistakes: a model that is unsure when it is wrong can
-# be caught by a threshold, one that is 99% sure cannot. The first table counts them on the same
-# test images (under *wrong*, "only plain" are the images the residual model rescued, "only
-# residual" those it broke); the second says what the residual model makes of each plain failure.
+# Each model's most confident mistakes: a model that is unsure when it is wrong can be caught by a
+# threshold, one that is 99% sure cannot. The first table counts them on the same test images
+# (under *wrong*, "only plain" are the images the residual model rescued, "only residual" those it
+# broke); the second says what the residual model makes of each plain failure.
 
 # %%
 fail = {name: ev.failures(p, data.classes) for name, p in p0.items()}
-for name, f in fail.items():
-    if len(f):
-        figs.show(plots.failure_grid(data.test_images, f, n=8, cols=8, suptitle=f"{name}: most confident failures"),
-                  f"failures_{name}", f"The {name} model's most confident failures, seed {S.seeds[0]}.")
+figs.show(plots.failure_grid(data.test_images, pd.concat([f.head(8) for f in fail.values()]), n=16, cols=8),
+          "failures", f"The most confident failures of the plain model (first row) and of the residual model "
+          f"(second row), seed {S.seeds[0]}.")
 errors = stress.error_counts(p0["plain"], p0["residual"], ("plain", "residual"))
 figs.table(errors, "errors",
            f"Wrong test images and confidently wrong ones, residual minus plain (exact McNemar), seed {S.seeds[0]}.")
@@ -181,7 +169,7 @@ figs.table(stress.change_counts(all_changes), "changes",
            f"What became of the plain model's failures under the residual model, seed {S.seeds[0]}.", digits=1)
 
 # %% [markdown]
-# ## 7. Three canonical failures
+# ## 6. Three canonical failures
 #
 # Three plain-model failures are picked to cover different error types (greedily, the most
 # confident one whose true class is new). In place of the report's per-case notes, measured cues:
@@ -208,7 +196,7 @@ figs.table(stress.case_columns(case_tab, cmp, "residual"), "cases",
            f"The canonical failures of the plain model (one column per test image), seed {S.seeds[0]}.")
 
 # %% [markdown]
-# ## 8. Grad-CAM on the canonical failures
+# ## 7. Grad-CAM on the canonical failures
 #
 # Grad-CAM weights the last block's feature maps by the gradient of each model's *own* predicted
 # class: on a failure, what convinced the model of the wrong answer. Under each heatmap: the map's
@@ -226,7 +214,7 @@ if len(case_idx):
               f"with the ROAD score of each map and of a random map, seed {S.seeds[0]}.", key=True)
 
 # %% [markdown]
-# ## 9. Do the maps hold beyond three cases?
+# ## 8. Do the maps hold beyond three cases?
 #
 # Three cases make a story, not a measurement: the claims are checked on a seeded sample of test
 # images, half the plain model's failures and half its right answers. First, faithfulness: each
@@ -265,7 +253,7 @@ figs.table(spread_table, "map_spread", f"Plain and residual Grad-CAM maps of the
            f"seed {S.seeds[0]}.")
 
 # %% [markdown]
-# ## 10. How much of the heatmap lies on the object
+# ## 9. How much of the heatmap lies on the object
 #
 # On the synthetic data each model is also compared with itself, wrong against right (up to 500
 # images each). A map that ignores the object scores the object's area (dashed line); `vs_area`,
@@ -289,12 +277,11 @@ else:
 # %% [markdown]
 # ## Conclusion
 #
-# The summary at the top gives the verdict on test accuracy against report 000, with this run's
-# scale when it is not a significant confirmation. The report's other claims became measurements
-# with intervals: later epochs (section 4), confident mistakes and the fate of each failure (section
-# 6), compactness of the heatmaps (section 9) and, on the synthetic data, attention on the object
-# (sections 9 and 10). Each can hold without the others; an interval that includes zero confirms
-# nothing. A Grad-CAM map is evidence about the model only as far as it beats a random map.
+# The summary at the top gives the verdict against report 000, with this run's scale when it is
+# no significant confirmation. The report's other claims are measurements with intervals: later
+# epochs (section 3), confident mistakes (5), compact heatmaps (8) and attention on the object (8,
+# 9). Each can hold without the others; an interval that includes zero confirms nothing; a Grad-CAM
+# map is evidence about the model only as far as it beats a random map.
 
 # %% tags=["remove-cell"]
 metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict())
