@@ -385,8 +385,8 @@ def row_blocks(df: pd.DataFrame, index: bool = True) -> list[slice]:
     about TABLE_LINES lines, a row's height estimated from its longest wrapped cell. A block
     taller than the page would run off its bottom (the protocol card with a long data note)."""
     widths = _widths(df, index)
-    if widths is None:
-        heights = [1] * len(df)
+    if widths is None:  # one line a row: TABLE_ROWS alone decides
+        heights = [0] * len(df)
     else:
         cols = [(w, col) for w, col in zip(widths, _cells(df, index)) if w]
         # a wrapped line holds a little less than its share of LINE_CHARS: words do not split
