@@ -34,6 +34,8 @@ import pandas as pd
 DPI = 200          # saved and shown PNGs: sharp when a page is printed (the inline backend uses 100)
 SCREEN_DPI = 100   # figures are shown at the size the inline backend would give them
 TABLE_ROWS = 40    # LaTeX tables are cut into blocks of this many rows, so long ones break across pages
+TABLE_LINES = 24   # ... and of about this many lines of \small text when cells wrap (a page holds ~55): blocks
+                   # this short fill the rest of a page, where a taller one would start on the next
 SCHEMA = ("title", "reference_report", "profile", "dataset", "dataset_note", "seeds", "headline",
           "verdict", "key_figure", "figures")
 # Verdicts as helpers.evidence words them; anything else gets the neutral colour.
@@ -289,8 +291,9 @@ def table(df, caption: str | None = None, *, digits: int = 3, index: bool = True
           label: str | None = None) -> Element:
     """A DataFrame (or a Series, or a dict of columns) as a table that fits the page in every export (01-05).
 
-    HTML: pandas' Styler. LaTeX: booktabs blocks of TABLE_ROWS rows, each shrunk to the line width
-    when wider (adjustbox ``max width``), so wide tables fit and long ones break across pages.
+    HTML: pandas' Styler. LaTeX: booktabs blocks of at most TABLE_ROWS rows and, where text cells
+    wrap, about TABLE_LINES lines (:func:`row_blocks`), each shrunk to the line width when wider
+    (adjustbox ``max width``), so wide tables fit and long ones break across pages.
     ``digits``: decimals of floats; ``formats``: Styler.format's formatter (a format string, a
     callable, or a dict per column); ``label``: e.g. "Table 2", printed bold before the caption."""
     if isinstance(df, dict):
@@ -314,9 +317,8 @@ def table(df, caption: str | None = None, *, digits: int = 3, index: bool = True
     if head:
         page_html = f'<div style="margin:.4em 0 .2em">{caption_html(label, caption)}</div>{page_html}'
     fmt = column_format(df, index)
-    blocks = [styled("latex", df.iloc[i:i + TABLE_ROWS]).to_latex(hrules=True, multirow_align="naive",
-                                                                   column_format=fmt)
-              for i in range(0, max(len(df), 1), TABLE_ROWS)]
+    blocks = [styled("latex", df.iloc[rows]).to_latex(hrules=True, multirow_align="naive", column_format=fmt)
+              for rows in row_blocks(df, index)]
     body = "\n\\par\\smallskip\n".join(
         f"\\begin{{adjustbox}}{{max width=\\linewidth}}\n{b}\\end{{adjustbox}}" for b in blocks)
     cap = f"{caption_latex(label, caption)}\\par\\nopagebreak\\smallskip\n" if head else ""
@@ -341,27 +343,63 @@ def escaped(formats, fn):
     return lambda v, f=formats: fn(f(v))
 
 
-def column_format(df: pd.DataFrame, index: bool) -> str | None:
-    """LaTeX column spec that wraps long text columns (p-columns sharing the line) when the table
-    would be wider than the page; None (pandas' default) when it fits. Shrinking a table of
-    sentences to the line width makes it unreadable (the protocol card's "why" column)."""
-    def longest(values, name) -> int:
-        return max([len(str(name or ""))] + [len(str(v)) for v in values])
+def _cells(df: pd.DataFrame, index: bool) -> list[list[str]]:
+    """The table's columns as text, index levels first (a MultiIndex: one column per level)."""
+    levels = [[str(v) for v in df.index.get_level_values(i)] for i in range(df.index.nlevels)] if index else []
+    return levels + [[str(v) for v in df[c]] for c in df.columns]
 
-    lengths = ([longest(df.index, df.index.name)] * df.index.nlevels if index else []) + \
-              [longest(df[c], c) for c in df.columns]
+
+def _widths(df: pd.DataFrame, index: bool) -> list[float] | None:
+    """Each column's share of the line width when long text columns must wrap (0: not wrapped), or
+    None when the table fits the page as it is."""
+    names = ([df.index.names[i] for i in range(df.index.nlevels)] if index else []) + list(df.columns)
+    lengths = [max([len(str(name or ""))] + [len(v) for v in col]) for name, col in zip(names, _cells(df, index))]
     if sum(lengths) + 2 * len(lengths) <= LINE_CHARS:
         return None
     numeric = [False] * (df.index.nlevels if index else 0) + \
               [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
     wide = [n > WRAP_FROM and not num for n, num in zip(lengths, numeric)]
+    if not any(wide):
+        return None
     room = LINE_CHARS - sum(n + 2 for n, w in zip(lengths, wide) if not w) - 2 * sum(wide)
     share = sum(n for n, w in zip(lengths, wide) if w)
-    spec = []
-    for n, w, num in zip(lengths, wide, numeric):
-        fraction = max(0.08, min(0.6, room * n / share / LINE_CHARS)) if w else 0
-        spec.append(f">{{\\raggedright\\arraybackslash}}p{{{fraction:.2f}\\linewidth}}" if w else "r" if num else "l")
-    return "".join(spec) if any(wide) else None
+    return [max(0.08, min(0.6, room * n / share / LINE_CHARS)) if w else 0.0 for n, w in zip(lengths, wide)]
+
+
+def column_format(df: pd.DataFrame, index: bool) -> str | None:
+    """LaTeX column spec that wraps long text columns (p-columns sharing the line) when the table
+    would be wider than the page; None (pandas' default) when it fits. Shrinking a table of
+    sentences to the line width makes it unreadable (the protocol card's "why" column)."""
+    widths = _widths(df, index)
+    if widths is None:
+        return None
+    numeric = [False] * (df.index.nlevels if index else 0) + \
+              [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
+    return "".join(f">{{\\raggedright\\arraybackslash}}p{{{w:.2f}\\linewidth}}" if w else "r" if num else "l"
+                   for w, num in zip(widths, numeric))
+
+
+def row_blocks(df: pd.DataFrame, index: bool = True) -> list[slice]:
+    """Row ranges of the LaTeX blocks (each its own box, so a page break can only fall between
+    them): at most TABLE_ROWS rows, and where :func:`column_format` wraps text, rows adding up to
+    about TABLE_LINES lines, a row's height estimated from its longest wrapped cell. A block
+    taller than the page would run off its bottom (the protocol card with a long data note)."""
+    widths = _widths(df, index)
+    if widths is None:  # one line a row: TABLE_ROWS alone decides
+        heights = [0] * len(df)
+    else:
+        cols = [(w, col) for w, col in zip(widths, _cells(df, index)) if w]
+        # a wrapped line holds a little less than its share of LINE_CHARS: words do not split
+        heights = [max(1, *(-(-len(col[r]) // max(1, int(0.85 * w * LINE_CHARS))) for w, col in cols))
+                   for r in range(len(df))]
+    blocks, start, lines = [], 0, 0
+    for r, h in enumerate(heights):
+        if r > start and (r - start >= TABLE_ROWS or lines + h > TABLE_LINES):
+            blocks.append(slice(start, r))
+            start, lines = r, 0
+        lines += h
+    blocks.append(slice(start, max(len(df), 1)))
+    return blocks
 
 
 def caption_html(label: str | None, text: str | None) -> str:

@@ -4,6 +4,14 @@
 - :func:`attention_on_object` -- Grad-CAM share inside the object mask for such a sample, one row per image
 - :func:`summarize_attention` -- the notebook's table: images, mean, standard error, median per group
 - :func:`attention_figure` -- means with 95% intervals (left) and distributions (right), per model and group
+- :func:`score_maps` -- one model's Grad-CAM maps with, per map, how diffuse it is, its share on the object
+  and (``faithful=True``) pytorch-grad-cam's faithfulness scores against a random map
+- :func:`cam_notes` -- the line under each studied map in the Grad-CAM figure: prediction, ROAD, on object
+- :func:`paired_rows` -- several per-image numbers of two models (or of a map and a random map), paired:
+  report 000's "less diffuse" heatmaps and "do the maps beat random maps?", each with its interval
+- :func:`error_counts` -- wrong and confidently wrong test images of two models, paired (McNemar)
+- :func:`change_counts` -- what became of every failure of the first model under the second
+- :func:`case_columns` -- the canonical failures' measured cues, one column per case, for the page
 
 Heatmaps explain each model's *own* prediction (``targets = preds.pred``), as in the notebook's
 Grad-CAM figure: for a failure, the question is what the model looked at when it chose the wrong
@@ -21,10 +29,13 @@ import seaborn as sns
 from matplotlib import MatplotlibDeprecationWarning
 from torch import nn
 
-from .cam import compute_cams, energy_in_mask
-from .evaluate import Predictions
+from . import evidence as E
+from .cam import compute_cams, energy_in_mask, faithfulness, spread
+from .evaluate import CHANGES, Predictions
 
-__all__ = ["GROUPS", "attention_figure", "attention_on_object", "sample_groups", "summarize_attention"]
+__all__ = ["GROUPS", "attention_figure", "attention_on_object", "cam_notes", "case_columns", "change_counts",
+           "error_counts",
+           "paired_rows", "sample_groups", "score_maps", "summarize_attention"]
 
 GROUPS = ("failure", "correct")
 
@@ -136,3 +147,106 @@ def attention_figure(df: pd.DataFrame, x: str = "model") -> plt.Figure:
     b.set_title("Distribution")
     fig.tight_layout()
     return fig
+
+
+# --- the studied maps: faithful? diffuse? on the object? --------------------------------------------
+
+
+def score_maps(model: nn.Module, images, targets, *, mean, std, masks=None, faithful: bool = True,
+               seed: int = 0, batch_size: int = 64) -> tuple[np.ndarray, pd.DataFrame]:
+    """Grad-CAM maps of ``model`` for ``targets`` (one class per image: the model's own prediction in
+    01) and one row of scores per map: ``(cams, table)``.
+
+    ``table``: ``target``, :func:`helpers.cam.spread`'s ``entropy`` and ``above_half`` (report 000's
+    "less diffuse"), with ``masks`` the share on the object ``in_mask``, and with ``faithful``
+    :func:`helpers.cam.faithfulness`'s columns (``confidence``, ``road``, ``keep`` and the same for a
+    random map of the same values, ``beats_random``; about 0.25 s per image on a CPU, so score a few
+    dozen images, not thousands). An all-zero map has NaN spread and share (no distribution).
+    """
+    cams = compute_cams(model, images, mean=mean, std=std, targets=targets, batch_size=batch_size)
+    if faithful:
+        table = faithfulness(model, images, cams, targets, mean=mean, std=std, masks=masks, seed=seed,
+                             batch_size=batch_size)
+    else:
+        table = pd.DataFrame({"target": np.asarray(targets, dtype=np.int64).ravel()})
+        if masks is not None:
+            table["in_mask"] = energy_in_mask(cams, masks)
+    return cams, pd.concat([table, spread(cams)], axis=1)
+
+
+def cam_notes(table: pd.DataFrame, classes) -> list[str]:
+    """The lines under each studied map of the Grad-CAM figure (01): the class the map explains with
+    the model's confidence, its ROAD score beside a random map's, both in points of probability
+    (faithful: clearly above the random one) and, where masks exist, its share on the object. ``table``: :func:`score_maps` with
+    ``faithful=True``."""
+    notes = []
+    for _, r in table.iterrows():
+        lines = [f"pred {classes[int(r['target'])]} {r['confidence']:.0%}",
+                 f"ROAD {100 * r['road']:+.1f} (random {100 * r['road_random']:+.1f})"]
+        if "in_mask" in table and not np.isnan(r["in_mask"]):
+            lines.append(f"on object {r['in_mask']:.0%}")
+        notes.append("\n".join(lines))
+    return notes
+
+
+def paired_rows(pairs: dict, names: tuple[str, str], *, scale: float = 1.0, seed: int = 0) -> pd.DataFrame:
+    """One row per ``label: (values_a, values_b)``, the two sides paired item by item (01): each side's
+    mean, the mean difference B - A with its 95% paired-bootstrap interval and the Wilcoxon p
+    (:func:`helpers.evidence.paired_values`; pairs with a NaN are left out and counted). Used for
+    plain vs residual maps of the same images (report 000's "less diffuse") and for each model's
+    maps against random maps of the same values (faithfulness). A label with no complete pair
+    gets a row of "—". ``scale`` multiplies every value (100: shares in %, differences in points);
+    tuple labels give a MultiIndex."""
+    rows = {}
+    for label, (a, b) in pairs.items():
+        a, b = scale * np.asarray(a, dtype=float), scale * np.asarray(b, dtype=float)
+        if not (~np.isnan(a) & ~np.isnan(b)).any():
+            rows[label] = {names[0]: np.nan, names[1]: np.nan, "difference": np.nan, "95% interval": "—",
+                           "p": "—", "pairs": 0}
+            continue
+        r = E.paired_values(a, b, seed=seed)
+        rows[label] = {names[0]: r.mean_a, names[1]: r.mean_b, "difference": r.diff,
+                       "95% interval": E.format_interval(r.ci), "p": E.format_p(r.p_value), "pairs": r.n}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def error_counts(a: Predictions, b: Predictions, names: tuple[str, str], threshold: float = 0.9,
+                 *, seed: int = 0) -> pd.DataFrame:
+    """Wrong test images of two models on the same test set, and those wrong with confidence >=
+    ``threshold`` (01): each model's count, the difference B - A in images with its 95% paired
+    bootstrap interval, the exact McNemar p, and the images only one model gets wrong in that way
+    (for "wrong": the images B rescued and the images it broke)."""
+    rows = {}
+    for label, wa, wb in (("wrong", ~a.correct, ~b.correct),
+                          (f"wrong with confidence >= {threshold:.0%}", ~a.correct & (a.conf >= threshold),
+                           ~b.correct & (b.conf >= threshold))):
+        r = E.paired_proportions(wa, wb, seed=seed)
+        c = r.counts()
+        rows[label] = {names[0]: c["a"], names[1]: c["b"], "difference": c["diff"],
+                       "95% interval": f"[{c['ci'][0]:+,.0f}, {c['ci'][1]:+,.0f}]", "p": E.format_p(r.p_value),
+                       f"only {names[0]}": r.only_a, f"only {names[1]}": r.only_b}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def change_counts(changes) -> pd.DataFrame:
+    """How many of the given ``compare_cases`` changes fall in each of
+    :data:`helpers.evaluate.CHANGES` (those that occur, in that order), with their share in % (01:
+    what the residual model did to every failure of the plain one)."""
+    changes = pd.Series(list(changes), dtype=object)
+    counts = changes.value_counts().reindex([c for c in CHANGES if c in set(changes)])
+    return pd.DataFrame({"images": counts.astype(int), "share (%)": 100 * counts / max(len(changes), 1)})
+
+
+def case_columns(table: pd.DataFrame, cmp: pd.DataFrame, name_b: str) -> pd.DataFrame:
+    """The canonical failures for the page (01): one column per case ("#index"), one row per
+    measured cue, as text. ``table``: :func:`helpers.evaluate.case_table` (confidence and Grad-CAM
+    share shown in %); ``cmp``: :func:`helpers.evaluate.compare_cases` for the same indices, whose
+    model B (``name_b``) adds its prediction with its confidence and the change."""
+    out = table.copy().astype(object)
+    for col in ("confidence", "Grad-CAM share on object"):
+        if col in out:
+            out[col] = [f"{v:.0%}" if pd.notna(v) else "—" for v in table[col]]
+    out[f"{name_b}: prediction"] = [f"{n} ({c:.0%})" for n, c in zip(cmp["pred_b_name"], cmp["conf_b"])]
+    out["change"] = cmp["change"].to_numpy()
+    out.index = [f"#{i}" for i in table.index]
+    return out.T

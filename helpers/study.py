@@ -168,7 +168,8 @@ def smoothness(S: Settings, runs: dict, column: str = "val_acc", from_epoch: int
     "smoother, less oscillating" curves; 01: 000's "more stable in later epochs").
 
     Mean |change| between consecutive epochs in points, from ``from_epoch`` on, leaving out the epochs
-    right after a step LR drop. One seed: the two runs compared epoch by epoch (bootstrap interval,
+    right after a step LR drop (step and multistep schedules only: a One-Cycle or cosine LR also
+    halves from one epoch to the next near its end, smoothly, and those epochs count). One seed: the two runs compared epoch by epoch (bootstrap interval,
     Wilcoxon); several: the per-seed means compared over seeds (t-interval, paired t-test).
     Returns (one-row table for the notebook, JSON-ready dict for metrics.json)."""
     import pandas as pd
@@ -176,7 +177,8 @@ def smoothness(S: Settings, runs: dict, column: str = "val_acc", from_epoch: int
     h = HEADLINES[S.study]
     changes = []
     for ra, rb in zip(runs[h.a], runs[h.b]):
-        skip = [e for e in lr_drops(ra.history) if e >= from_epoch]
+        stepped = S.train.schedule in ("step", "multistep")
+        skip = [e for e in lr_drops(ra.history) if e >= from_epoch] if stepped else []
         pick = lambda run: E.epoch_variation(run.history, column, skip).loc[lambda v: v.index >= from_epoch]  # noqa: E731
         changes.append((pick(ra), pick(rb)))
     if any(len(a) == 0 for a, _ in changes):  # e.g. the smoke profile: 2 epochs, a drop after the first

@@ -13,467 +13,282 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] tags=["remove-cell"]
 # # 01 · Stress-testing a CNN: confident failures, Grad-CAM and one residual change
 #
-# A test accuracy says how often a network is right. It says nothing about *how* the network is
-# wrong: which classes it mixes up, how sure it is when it errs, and what part of the image drove
-# the decision. This notebook trains the same CNN twice, once as a plain stack of convolutions and
-# once with residual shortcuts in every block, and then goes looking for failures: the most
-# confident mistakes, three of them studied closely with Grad-CAM, and what the residual change did
-# to each. On the synthetic dataset, where the position of every object is known, we also *measure*
-# how much of the Grad-CAM heatmap falls on the object rather than on the background.
-#
-# This reproduces report 000 of the reference set (FlexibleCNN on CIFAR-10, 40 epochs, SGD with a
-# One-Cycle schedule peaking at 0.01, batch 64, seed 2026; the best-validation checkpoint of each
-# model is the one tested). With the default `quick` profile it runs in minutes on a laptop CPU on
-# the bundle's synthetic shapes dataset, with a narrower network and fewer epochs; `full` is the
-# report's exact protocol and wants a GPU.
+# Run it top to bottom (or headless: `make reports`); the report hides this notebook's code.
 
 # %%
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from helpers import cam
+from helpers import cam, evidence, page, plots, stress, study
 from helpers import evaluate as ev
-from helpers import page, plots, stress
-from helpers.models import build_model, count_parameters
-from helpers.profiles import describe, settings
-from helpers.train import fit, norm_stats
+from helpers.profiles import settings
+from helpers.protocol import protocol_card
+from helpers.train import norm_stats
 
 # %% tags=["parameters"]
 profile = "quick"       # smoke | quick | full
-dataset = None          # None: the profile's dataset (synthetic for smoke/quick, CIFAR-10 for full)
-seed = None             # None: the report's seed (2026)
+dataset = None          # None: the profile's (quick, full: CIFAR-10 if in data/ or downloadable, else synthetic)
+seeds = 1               # training seeds per model: k (the report's seed, then the next k-1) or "1,2,3"
+seed = None             # None: the report's seed (2026), the first of the seeds
 device = "auto"         # auto | cpu | cuda | mps
+precision = None        # None: fp32, as the report; "bf16" on a CUDA GPU is faster but not the report's
 output_dir = "../reports/interactive/01_stress_test"  # figures/ and metrics.json go here
 epochs = None           # None: the profile's number of epochs
+cam_images = 400        # test images whose plain and residual Grad-CAMs are compared image by image
+faithful_images = 32    # of those, images whose maps are scored for faithfulness (about 0.25 s each on a CPU)
 
 # %%
-S = settings("stress_test", profile, dataset=dataset, seed=seed, device=device, epochs=epochs)
+S = settings("stress_test", profile, dataset=dataset, seeds=seeds, seed=seed, device=device,
+             precision=precision, epochs=epochs)
 data = S.load_data()
+head = page.Header("Stress-testing a CNN: confident failures, Grad-CAM and one residual change",
+                   reference_report="000", profile=profile, dataset=S.data_choice.source, seeds=list(S.seeds),
+                   dataset_note=S.data_choice.banner() if S.data_choice.fell_back else None)
+head.show()
 figs = page.Figures(output_dir)
 plots.style()
 has_masks = data.test_masks is not None  # object masks: the synthetic source only
-print(describe(S))
-print(data)
 
 # %% [markdown]
-# ## The data
+# A test accuracy says how often a network is right, not how it is wrong. This study trains one
+# CNN twice, as a plain stack of convolutions and with residual shortcuts in every block, and
+# stress-tests both: the most confident mistakes, three of them studied with Grad-CAM, and what
+# the residual change did to each. Where report 000 reads its Grad-CAM maps by eye, each reading
+# here is a number with its uncertainty, each studied map carries a score of whether it reflects
+# what the model uses, and on the synthetic data, whose object pixels are known, the share of each
+# map on the object is measured.
 #
-# One example per class. On the synthetic dataset each class is a shape (some of them deliberately
-# alike: disc and ring, square and diamond, plus and x) drawn on a textured background. In the
-# training split most images of a class share one background texture and a background colour
-# leaning towards one hue; in the test split the background is random. A network that learns "striped background means class 0" is rewarded during
-# training and punished at test time, which is exactly the kind of confident, background-driven
-# failure this notebook hunts for. On CIFAR-10 the same role is played by natural correlations
-# (sky behind airplanes, water under ships).
-
-# %%
-figs.save(plots.one_per_class(data.train_images, data.train_labels, data.classes), "samples_per_class")
+# On the synthetic stand-in each class is a shape (some deliberately alike: disc and ring, square
+# and diamond, plus and x) on a textured background; in the training split most images of a class
+# share one background, in the test split the background is random, so a model that learns the
+# background is rewarded in training and punished at test time. On CIFAR-10 natural correlations
+# play that role (sky behind airplanes, water under ships). The model, FlexibleCNN, is a 3x3
+# convolution stem, three stages of two blocks (64, 128 and 256 channels at width 1; the second and
+# third stage start with a stride of 2), global average pooling and one linear layer. A plain block
+# is conv-BN-ReLU-conv-BN-ReLU; the residual block adds its input back before the last ReLU,
+# `ReLU(ConvBN2(x) + shortcut(x))`, with a learned 1x1 projection where the shape changes: the only
+# extra parameters (the protocol card counts both models).
 
 # %% [markdown]
-# ## Two models that differ in one place
+# ## The protocol
 #
-# FlexibleCNN is a 3x3 convolution stem with BatchNorm, then three stages of two blocks each (64,
-# 128 and 256 channels at width 1; the first block of the second and third stage halves the
-# resolution with a stride of 2), global average pooling and one linear layer. A plain block is
-# conv-BN-ReLU-conv-BN-ReLU. The residual block adds its input back before the last ReLU,
-# `ReLU(ConvBN2(x) + shortcut(x))`, where the shortcut is the identity, or a learned 1x1
-# projection when the block changes the resolution or the channel count. Those projections are the
-# only extra parameters.
+# One row per setting: report 000's value, this run's, and a mark: *same*, *chosen* (the report is
+# silent; *why* gives the reason), *scaled* (quick or smoke profile) or *changed* (set by hand).
 
 # %%
-variants = {"plain": {"residual": False}, "residual": {"residual": True}}
-param_table = pd.DataFrame({
-    name: {"parameters (this run)": count_parameters(build_model("flexible_cnn", width=S.train.width, **kw)),
-           "parameters (report's width 1)": count_parameters(build_model("flexible_cnn", **kw))}
-    for name, kw in variants.items()
-}).T
-param_table["added by shortcuts (%)"] = (100 * (param_table.iloc[:, 0] / param_table.iloc[0, 0] - 1)).round(2)
-param_table
+figs.table(protocol_card(S, data), "protocol", "This run's settings against report 000's.")
 
 # %% [markdown]
-# ## Training both models
+# ## 1. Training
 #
-# Both runs use the same data, the same deterministic 90/10 train/validation split, the same
-# augmentation (random crop with padding, horizontal flip, mild colour jitter), the same optimiser
-# (SGD, momentum 0.9, weight decay 5e-4) and the same One-Cycle schedule: the learning rate climbs to
-# 0.01 over the first 30% of the batches and then anneals towards zero. `fit` resets every seed
-# before building each model. Trained runs are cached under `data/runs/`: running this notebook
-# again loads them in seconds.
+# Both models train once per seed with the same data, split, augmentation, optimiser and One-Cycle
+# schedule (runs are cached under `data/runs/`). Training accuracy (solid, on augmented images) and
+# validation accuracy (dotted): a validation curve falling while training climbs would be
+# overfitting. As in the report, each model is tested at its best validation epoch (caption).
 
 # %%
-runs = {name: fit(S.train.replace(name=f"stress_test-{name}", model_kwargs=kw), data)
-        for name, kw in variants.items()}
-histories = {name: run.history for name, run in runs.items()}
-summary = pd.DataFrame.from_dict({
-    name: {"best epoch": int(h["epoch"][h["val_acc"].idxmax()]), "best val acc": h["val_acc"].max(),
-           "last train acc": h["train_acc"].iloc[-1], "last val acc": h["val_acc"].iloc[-1],
-           "seconds": h["seconds"].sum()}
-    for name, h in histories.items()}, orient="index")
-summary.round(4)
+runs = study.train(S, data)
+first = {name: variant_runs[0].history for name, variant_runs in runs.items()}
+best = {name: int(h["epoch"][h["val_acc"].idxmax()]) for name, h in first.items()}
+figs.show(plots.training_curves(first, "acc"), "accuracy_curves",
+          f"Training (solid) and validation (dotted) accuracy per epoch, seed {S.seeds[0]}; best validation "
+          f"epoch (the checkpoint tested): " + ", ".join(f"{name} {e}" for name, e in best.items()) + ".")
 
 # %% [markdown]
-# Training loss (solid) and validation loss (dotted) of each model, and both together on the right.
-# With One-Cycle the loss falls slowly while the learning rate warms up, then steadily as it
-# anneals; a validation curve that turns upwards while the training curve keeps falling would be
-# overfitting.
-
-# %%
-figs.save(plots.training_curves(histories, "loss"), "loss_curves")
-
-# %% [markdown]
-# The same runs in accuracy. The gap between a model's training and validation curves is what it
-# fits beyond what generalises; note that the training accuracy is measured on augmented images,
-# which are harder than the clean validation images.
-
-# %%
-figs.save(plots.training_curves(histories, "acc"), "accuracy_curves")
-
-# %%
-half = histories["plain"]["epoch"] > S.train.epochs / 2
-ahead = int((histories["residual"]["val_acc"][half] > histories["plain"]["val_acc"][half]).sum())
-gap = {name: 100 * (h["train_acc"].iloc[-1] - h["val_acc"].iloc[-1]) for name, h in histories.items()}
-display(Markdown(
-    f"After the last epoch the train-minus-validation accuracy gap is **{gap['plain']:+.1f} points** for the "
-    f"plain model and **{gap['residual']:+.1f} points** for the residual one. In the second half of training "
-    f"the residual model has the higher validation accuracy in **{ahead} of {int(half.sum())}** epochs "
-    f"(the report: both converge smoothly without severe overfitting, the residual model slightly ahead "
-    f"in later epochs)."))
-
-# %% [markdown]
-# ## Test accuracy of the best-validation checkpoints
+# ## 2. Test accuracy, against the report
 #
-# As in the report, each model is tested with the weights of its epoch with the best validation
-# accuracy (not necessarily the last), evaluated once on the held-out test split.
+# The two checkpoints are compared on the *same* test images: the difference with its 95% interval
+# and a test of whether chance could produce it (one seed: paired bootstrap and McNemar's test;
+# several: paired t-test over seeds), then the verdict against the report's.
 
 # %%
-for run in runs.values():
-    run.load_weights("best")
-mean, std = norm_stats(S.train, data)  # the normalisation the models were trained with
-preds = {name: ev.predict(run.model, data.test_images, data.test_labels, mean=mean, std=std)
-         for name, run in runs.items()}
-test_acc = {name: ev.accuracy(p.pred, data.test_labels) for name, p in preds.items()}
-gain = test_acc["residual"] - test_acc["plain"]
-acc_table = pd.DataFrame({
-    "epoch": summary["best epoch"],
-    "val acc (%)": 100 * summary["best val acc"],
-    "test acc (%)": {k: 100 * v for k, v in test_acc.items()},
-})
-acc_table["val - test (points)"] = acc_table["val acc (%)"] - acc_table["test acc (%)"]
-acc_table.round(2)
+preds = study.predict(runs, data, S)
+result = study.evidence(S, preds, data)
+figs.table(study.accuracy_table(S, preds), "test_accuracy", "Test accuracy (%) of each model and seed.")
+display(page.verdict_box(result.to_dict()))
+display(Markdown(evidence.describe(result)))
 
 # %%
-display(Markdown(
-    f"The plain model reaches **{test_acc['plain']:.2%}** test accuracy and the residual model "
-    f"**{test_acc['residual']:.2%}**: a difference of **{100 * gain:+.2f} percentage points** "
-    f"(report 000, CIFAR-10 with the full protocol: 92.06% and 93.41%, +1.35 points). "
-    + ("On the synthetic data the validation images come from the training distribution, where most "
-       "images of a class share one background, while test backgrounds are random; the "
-       f"validation-minus-test gap ({acc_table.loc['plain', 'val - test (points)']:.1f} points plain, "
-       f"{acc_table.loc['residual', 'val - test (points)']:.1f} residual) is therefore a first "
-       "estimate of how much each model leans on the background."
-       if has_masks else
-       "Validation and test images come from the same distribution here, so the validation-minus-test "
-       "gap should be small; a large one would point at overfitting to the validation split.")))
+if len(S.seeds) > 1:
+    figs.show(evidence.seed_figure(result), "seed_comparison",
+              "Test accuracy per seed (points), mean and 95% interval; right: residual minus plain per seed.")
 
 # %% [markdown]
-# ## Where the errors are
+# ## 3. Later epochs: ahead, and steadier?
 #
-# Confusion matrices of the two checkpoints: rows are the true class, columns the prediction, cells
-# the percentage of the true class. Bright off-diagonal cells are systematic confusions; on the
-# synthetic data, expect them between look-alike shapes.
+# Report 000 finds the residual model slightly ahead in later epochs and slightly more stable there
+# (the accuracy figure's right panel shows both curves). Both are measured over the second half of
+# training: validation accuracy epoch by epoch, and the mean change from one epoch to the next
+# (smaller is steadier). Few epochs give few pairs, and the intervals say so.
 
 # %%
-cms = {name: ev.confusion(p.pred, data.test_labels, data.num_classes) for name, p in preds.items()}
-figs.save(plots.confusion_matrices(cms, data.classes), "confusion_matrices")
+late = S.train.epochs // 2 + 1  # the second half of training
+later = {name: 100 * h.loc[h["epoch"] >= late, "val_acc"].to_numpy() for name, h in first.items()}
+ahead = stress.paired_rows({"validation accuracy (%)": (later["plain"], later["residual"])}, ("plain", "residual"))
+steady, steady_metrics = study.smoothness(S, runs, "val_acc", from_epoch=late)
+steady_row = steady.drop(columns="test").set_axis(["its change per epoch (points)"]).set_axis(ahead.columns[:5], axis=1)
+figs.table(pd.concat([ahead, steady_row]), "later_epochs",
+           f"Epochs {late}-{S.train.epochs}: validation accuracy paired by epoch (seed {S.seeds[0]}), and its mean "
+           f"change from one epoch to the next ({steady['test'].iloc[0]}).", formats={"pairs": "{:.0f}"})
 
 # %% [markdown]
-# Per-class accuracy side by side: is the residual model's gain spread over all classes, or
-# concentrated on a few hard ones?
-
-# %%
-per_class = {name: ev.per_class_accuracy(p.pred, data.test_labels, data.num_classes) for name, p in preds.items()}
-figs.save(plots.per_class_bars(per_class, data.classes), "per_class_accuracy")
-class_table = pd.DataFrame(per_class, index=data.classes)
-class_table["change (points)"] = 100 * (class_table["residual"] - class_table["plain"])
-class_table.round(3).sort_values("change (points)", ascending=False)
-
-# %% [markdown]
-# Validation accuracy per epoch of both models on one axis: which one is ahead, and how much each
-# curve still moves in the last epochs.
-
-# %%
-figs.save(plots.val_accuracy_trajectories(histories), "val_accuracy_trajectories")
-
-
-late = max(2, S.train.epochs // 4)  # the last quarter of the epochs, at least two
-wobble = {name: 100 * h["val_acc"].tail(late).std() for name, h in histories.items()}
-improved = int((class_table["change (points)"] > 0).sum())
-worse = int((class_table["change (points)"] < 0).sum())
-conf_text = "; ".join(f"{name}: *{data.classes[t]}* predicted as *{data.classes[p]}* ({n} images)"
-                      for name, (t, p, n) in ((k, ev.top_confusion(cm)) for k, cm in cms.items()))
-best_class, best_change = class_table["change (points)"].idxmax(), class_table["change (points)"].max()
-display(Markdown(
-    f"Of the {data.num_classes} classes, the residual model is better on **{improved}** and worse on **{worse}**; "
-    f"its best class relative to the plain model is *{best_class}* ({best_change:+.1f} points). "
-    f"The most frequent confusion of each model: {conf_text}. "
-    f"Over the last {late} epochs validation accuracy varies with a standard deviation of "
-    f"**{wobble['plain']:.2f} points** (plain) and **{wobble['residual']:.2f} points** (residual); the report "
-    f"found the residual model slightly more stable late in training."))
-
-# %% [markdown]
-# ## High-confidence failures
+# ## 4. Where the errors are
 #
-# Every misclassified test image, ranked by the softmax probability the model gave its (wrong)
-# answer. The grids show the most confident mistakes of each model; each title gives the test
-# index, the true class, the prediction and its confidence. These are the worrying errors: a model
-# that is unsure when it is wrong can be caught by a threshold, one that is 99% sure cannot.
+# The confusion matrices (first seed; a row is a true class, in % of its images) show where each
+# model's errors go: the diagonal holds each class's accuracy, bright cells off it are systematic
+# confusions (on the synthetic data mostly between look-alike shapes).
 
 # %%
-fail = {name: ev.failures(p, data.classes) for name, p in preds.items()}
-for name, f in fail.items():
-    if len(f):
-        figs.save(plots.failure_grid(data.test_images, f, n=16, cols=8,
-                                     suptitle=f"{name}: most confident failures"), f"failures_{name}")
-fail_table = pd.DataFrame.from_dict({
-    name: {"failures": len(f), "conf >= 90%": int((f["confidence"] >= 0.9).sum()),
-           "median conf": f["confidence"].median() if len(f) else np.nan,
-           "mean conf when right": preds[name].conf[preds[name].correct].mean()
-           if preds[name].correct.any() else np.nan}
-    for name, f in fail.items()}, orient="index")
-fail_table.round(3)
-
-# %%
-display(Markdown(
-    f"The plain model makes **{len(fail['plain'])}** mistakes on {len(data.test_labels)} test images, "
-    f"**{fail_table.loc['plain', 'conf >= 90%']}** of them with at least 90% confidence; the residual "
-    f"model makes **{len(fail['residual'])}**, **{fail_table.loc['residual', 'conf >= 90%']}** of them "
-    f"that confident. Look at the grids for what the confident mistakes have in common: a look-alike shape, "
-    f"a background that belongs to another class, an occluding bar, low contrast."))
+p0 = {name: plist[0] for name, plist in preds.items()}
+cms = {name: ev.confusion(p.pred, data.test_labels, data.num_classes) for name, p in p0.items()}
+figs.show(plots.confusion_matrices(cms, data.classes), "confusion_matrices",
+          f"Confusion matrices in % of each true class, seed {S.seeds[0]}.")
 
 # %% [markdown]
-# ## Three canonical failures
+# ## 5. High-confidence failures
 #
-# From the plain model's ranking we take three cases automatically, so that they cover different
-# error types: greedily, the most confident failure whose true class has not been picked yet
-# (`evaluate.pick_diverse`). The table gives each model's prediction with its confidence and, under
-# "same pair", how many of the plain model's failures make that same (true, predicted) confusion: a
-# frequent pair is a systematic error such as a look-alike class, a rare one more likely comes from
-# something particular to the image, such as its background.
+# Each model's most confident mistakes: a model that is unsure when it is wrong can be caught by a
+# threshold, one that is 99% sure cannot. The first table counts them on the same test images
+# (under *wrong*, "only plain" are the images the residual model rescued, "only residual" those it
+# broke); the second says what the residual model makes of each plain failure.
+
+# %%
+fail = {name: ev.failures(p, data.classes) for name, p in p0.items()}
+figs.show(plots.failure_grid(data.test_images, pd.concat([f.head(8) for f in fail.values()]), n=16, cols=8),
+          "failures", f"The most confident failures of the plain model (first row) and of the residual model "
+          f"(second row), seed {S.seeds[0]}.")
+errors = stress.error_counts(p0["plain"], p0["residual"], ("plain", "residual"))
+figs.table(errors, "errors",
+           f"Wrong test images and confidently wrong ones, residual minus plain (exact McNemar), seed {S.seeds[0]}.")
+all_changes = ev.compare_cases(fail["plain"]["index"], p0["plain"], p0["residual"], data.classes)["change"]
+figs.table(stress.change_counts(all_changes), "changes",
+           f"What became of the plain model's failures under the residual model, seed {S.seeds[0]}.", digits=1)
+
+# %% [markdown]
+# ## 6. Three canonical failures
+#
+# Three plain-model failures are picked to cover different error types (greedily, the most
+# confident one whose true class is new). In place of the report's per-case notes, measured cues:
+# among the five training images nearest in the plain model's feature space, how many carry the
+# predicted and the true class; the share of its Grad-CAM on the object (synthetic data only); and
+# what the residual model makes of the image.
 
 # %%
 cases = ev.pick_diverse(fail["plain"], k=3)
-case_idx = np.array(cases["index"], dtype=np.int64)  # a writable copy: torch indexes with it
-pair_counts = fail["plain"].groupby(["true", "pred"]).size()
-cmp = ev.compare_cases(case_idx, preds["plain"], preds["residual"], data.classes)
-case_table = pd.DataFrame({
-    "test index": cmp["index"],
-    "true": cmp["true_name"],
-    "plain (conf)": [f"{n} ({c:.0%})" for n, c in zip(cmp["pred_a_name"], cmp["conf_a"])],
-    "same pair": [f"{pair_counts[(t, p)]} of {len(fail['plain'])}" for t, p in zip(cases["true"], cases["pred"])],
-    "residual (conf)": [f"{n} ({c:.0%})" for n, c in zip(cmp["pred_b_name"], cmp["conf_b"])],
-}).set_index("test index")
-if len(cases) < 3:
-    display(Markdown(f"The plain model has only {len(cases)} failure(s) on this test set: "
-                     "fewer canonical cases than the report's three."))
-case_table
+case_idx = cases["index"].to_numpy().copy()  # writable: torch indexes with it
+case_images, case_masks = data.test_images[case_idx], data.test_masks[case_idx] if has_masks else None
+mean, std = norm_stats(S.train, data)
+models = {name: variant_runs[0].model for name, variant_runs in runs.items()}  # best checkpoints (predict)
+scored = {name: stress.score_maps(m, case_images, p0[name].pred[case_idx], mean=mean, std=std, masks=case_masks,
+                                  seed=S.seeds[0]) for name, m in models.items()}
+train_feats = ev.embed(models["plain"], data.train_images, mean=mean, std=std)
+neighbours = ev.nearest_train_classes(ev.embed(models["plain"], case_images, mean=mean, std=std), train_feats,
+                                      data.train_labels, k=min(5, len(train_feats)))
+
+# %%
+cmp = ev.compare_cases(case_idx, p0["plain"], p0["residual"], data.classes)
+case_tab = ev.case_table(cases, neighbours, data.classes, scored["plain"][1]["in_mask"] if has_masks else None)
+figs.table(stress.case_columns(case_tab, cmp, "residual"), "cases",
+           f"The canonical failures of the plain model (one column per test image), seed {S.seeds[0]}.")
 
 # %% [markdown]
-# ## Grad-CAM on the canonical failures
+# ## 7. Grad-CAM on the canonical failures
 #
-# Grad-CAM weights the feature maps of a layer by the gradient of a class score and keeps the
-# positive part: bright regions are where evidence *for* that class sits. Here the layer is the
-# output of the last residual or plain block (the same place in both models; 8x8 cells, upsampled
-# to the image) and the class is each model's *own* prediction, so on a failure the map shows what
-# convinced the model of the wrong answer. Each row is one case; the left triplet is the plain
-# model (image, heatmap, overlay), the right triplet the residual model, with each model's
-# prediction under its heatmap's title.
+# Grad-CAM weights the last block's feature maps by the gradient of each model's *own* predicted
+# class: on a failure, what convinced the model of the wrong answer. Under each heatmap: the map's
+# **ROAD** score beside a random map's with the same values in random places (the drop in
+# probability, in points, when the pixels the map ranks highest rather than lowest are removed):
+# a map that shows what the model uses scores clearly above the random one.
 
 # %%
 if len(case_idx):
-    case_images = data.test_images[case_idx]
-    case_cams = {name: cam.compute_cams(run.model, case_images, mean=mean, std=std,
-                                        targets=preds[name].pred[case_idx])
-                 for name, run in runs.items()}
-    case_overlays = {name: cam.overlay(case_images, c) for name, c in case_cams.items()}
-    row_titles = [f"#{i}\ntrue {data.classes[data.test_labels[i]]}" for i in case_idx]
-    notes = {name: [f"pred {data.classes[preds[name].pred[i]]} {preds[name].conf[i]:.0%}" for i in case_idx]
-             for name in runs}
-    figs.save(plots.cam_rows(case_images, case_cams, case_overlays, row_titles, notes), "gradcam_canonical_failures")
-    case_energy = ({name: cam.energy_in_mask(c, data.test_masks[case_idx]) for name, c in case_cams.items()}
-                   if has_masks else None)
-else:
-    case_energy = None
-    display(Markdown("No failures, hence no Grad-CAM comparison."))
+    case_cams = {name: c for name, (c, _) in scored.items()}
+    figs.show(plots.cam_rows(case_images, case_cams, {n: cam.overlay(case_images, c) for n, c in case_cams.items()},
+                             [f"#{i}\ntrue {data.classes[data.test_labels[i]]}" for i in case_idx],
+                             {name: stress.cam_notes(t, data.classes) for name, (_, t) in scored.items()}),
+              "gradcam_canonical_failures", f"Grad-CAM of each model's own prediction on the canonical failures, "
+              f"with the ROAD score of each map and of a random map, seed {S.seeds[0]}.", key=True)
 
 # %% [markdown]
-# What to look for: does a heatmap sit on the object, or on a patch of background? Does the residual
-# model's map move towards the object, or become more compact while still pointing at the wrong
-# evidence? Grad-CAM at this resolution is coarse: read blobs, not pixels.
-
-# %% [markdown]
-# ## How much of the heatmap lies on the object
+# ## 8. Do the maps hold beyond three cases?
 #
-# Three images make a story, not a measurement. The synthetic dataset comes with a mask of every
-# object's pixels, so the claim "the model attends to the background" can be counted: for each
-# image, the share of the Grad-CAM heatmap (of the model's predicted class) that falls inside the
-# object mask. 1 means all evidence on the object, 0 all on the background, and a heatmap spread
-# evenly over the image scores the object's area. For each model we score a random sample of up to
-# 500 of its failures and 500 of its correct predictions. The two models' groups hold different
-# images: each model is compared with itself.
+# Three cases make a story, not a measurement: the claims are checked on a seeded sample of test
+# images, half the plain model's failures and half its right answers. First, faithfulness: each
+# model's maps against random maps of the same values, image by image (*keep*: the change in
+# probability when only the highlighted region is kept). A positive difference means the maps
+# point at what the model uses more than chance placement does.
+
+# %%
+groups = stress.sample_groups(p0["plain"].correct, cam_images // 2, seed=S.seeds[0])
+part = np.sort(np.concatenate([groups[g][: faithful_images // 2] for g in stress.GROUPS]))
+faith = {name: stress.score_maps(m, data.test_images[part], p0[name].pred[part], mean=mean, std=std,
+                                 seed=S.seeds[0])[1] for name, m in models.items()}
+figs.table(stress.paired_rows({(name, label): (t[f"{col}_random"], t[col]) for name, t in faith.items()
+                               for col, label in (("road", "ROAD"), ("keep", "keep"))},
+                              ("random map", "Grad-CAM"), scale=100, seed=S.seeds[0]), "faithfulness",
+           f"Faithfulness of each model's Grad-CAM against random maps of the same values, seed {S.seeds[0]}.")
+
+# %% [markdown]
+# Then report 000's "less diffuse": both models' maps of the *same* images, in %. *Entropy* is 100
+# for an even map, 0 for one lit pixel; *above half peak* is the share of pixels at least half as
+# bright as the brightest; *on the object*, the share inside the object mask.
+
+# %%
+sample = np.concatenate([groups[g] for g in stress.GROUPS])  # the plain model's failures, then its right answers
+which = np.repeat(stress.GROUPS, [len(groups[g]) for g in stress.GROUPS])
+masks = data.test_masks[sample] if has_masks else None
+maps = {name: stress.score_maps(m, data.test_images[sample], p0[name].pred[sample], mean=mean, std=std,
+                                masks=masks, faithful=False)[1] for name, m in models.items()}
+labels = {"entropy": "entropy", "above_half": "above half peak", "in_mask": "on the object"}
+plain_was = {"failure": "plain wrong", "correct": "plain right"}
+spread_table = stress.paired_rows({(labels[c], plain_was[g]): (maps["plain"][c][which == g],
+                                                               maps["residual"][c][which == g])
+                                   for c in labels if c in maps["plain"] for g in stress.GROUPS},
+                                  ("plain", "residual"), scale=100, seed=S.seeds[0])
+figs.table(spread_table, "map_spread", f"Plain and residual Grad-CAM maps of the same test images, paired, "
+           f"seed {S.seeds[0]}.")
+
+# %% [markdown]
+# ## 9. How much of the heatmap lies on the object
+#
+# On the synthetic data each model is also compared with itself, wrong against right (up to 500
+# images each). A map that ignores the object scores the object's area (dashed line); `vs_area`,
+# the share over the area, is the fairer comparison when failures have smaller objects.
 
 # %%
 if has_masks:
     attention = pd.concat(
-        {name: stress.attention_on_object(run.model, data.test_images, data.test_masks, preds[name],
-                                          mean=mean, std=std, max_per_group=500, seed=S.train.seed)
-         for name, run in runs.items()}, names=["model", None]).reset_index(level="model")
+        {name: stress.attention_on_object(m, data.test_images, data.test_masks, p0[name], mean=mean, std=std,
+                                          max_per_group=500, seed=S.seeds[0])
+         for name, m in models.items()}, names=["model", None]).reset_index(level="model")
     attention_table = stress.summarize_attention(attention, by=("model", "group"))
-    display(attention_table.round(3))
+    figs.show(stress.attention_figure(attention), "attention_on_object",
+              f"Share of Grad-CAM on the object: mean with 95% interval (left) and distribution, seed {S.seeds[0]}.")
+    figs.table(attention_table, "attention", "Share of Grad-CAM on the object per model and group.")
 else:
-    attention, attention_table = None, None
-    display(Markdown(f"The dataset `{S.dataset}` has no object masks (only the synthetic source does), so the "
-                     "share of Grad-CAM energy on the object cannot be measured here; this section is skipped."))
-
-# %% [markdown]
-# Left: the mean share on the object with a 95% bootstrap interval; right: its distribution. The
-# dashed line is the average object area, the score of a heatmap that ignores where the object is.
-
-# %%
-if has_masks:
-    figs.save(stress.attention_figure(attention), "attention_on_object")
-
-    def energy_mean(model, group):
-        key = (model, group)
-        return float(attention_table.loc[key, "mean"]) if key in attention_table.index else float("nan")
-
-    energy = {f"{m}_{g}": energy_mean(m, g) for m in runs for g in stress.GROUPS}
-    area = attention["object_area"].mean()
-    unscored = int(attention["energy"].isna().sum())
-    lower = [m for m in runs if energy[f"{m}_failure"] < energy[f"{m}_correct"]]  # False when either is NaN
-    if any(np.isnan(energy[f"{m}_{g}"]) for m in runs for g in stress.GROUPS):
-        reading = "One of the groups has no scored images, so failures and correct predictions cannot be compared. "
-    elif len(lower) == len(runs):
-        reading = ("Both models put less of their heatmap on the object when they are wrong than when they are "
-                   "right: on failures they were looking at the background more. This is the report's "
-                   "qualitative reading of its Grad-CAM maps, measured. ")
-    elif lower:
-        reading = (f"Only the {lower[0]} model puts less of its heatmap on the object when it is wrong; for the "
-                   "other, failures do not look at the object less than correct predictions. ")
-    else:
-        reading = ("Neither model puts less of its heatmap on the object on failures than on correct predictions, "
-                   "so here the errors are not explained by looking at the background. ")
-    ratio = attention_table["vs_area"]
-    display(Markdown(
-        f"The object covers **{area:.1%}** of the image on average. On its failures the plain model puts "
-        f"**{energy['plain_failure']:.1%}** of its Grad-CAM on the object, against **{energy['plain_correct']:.1%}** "
-        f"when it is right; for the residual model the two numbers are **{energy['residual_failure']:.1%}** "
-        f"and **{energy['residual_correct']:.1%}**. "
-        + reading
-        + ("Objects in the failure group are smaller on average (see `object_area` in the table), so the fairer "
-           "number is the share relative to the object's area (`vs_area`: 1 is no better than an even spread): "
-           + ", ".join(f"{m} {g} {ratio.get((m, g), float('nan')):.2f}x" for m in runs for g in stress.GROUPS)
-           + ". ")
-        + (f"({unscored} heatmaps were all zero and could not be scored.)" if unscored else "")))
-else:
-    energy = None
-
-# %% [markdown]
-# ## What the residual change did
-#
-# Across the whole test set: images the residual model gets right and the plain model wrong
-# (rescued), and the reverse (broken).
-
-# %%
-saved = ev.rescued(preds["plain"], preds["residual"])
-lost = ev.broken(preds["plain"], preds["residual"])
-display(Markdown(f"The residual connections rescue **{len(saved)}** test images and break **{len(lost)}**: "
-                 f"a net change of **{len(saved) - len(lost):+d}** images, i.e. {100 * gain:+.2f} points."))
-
-# %% [markdown]
-# On the three canonical failures, the change is one of: *corrected*; *still wrong, now another
-# class*; *still wrong, more confident* or *less confident* (same wrong class).
-# On the synthetic data the table adds each model's share of Grad-CAM on the object for that image.
-
-# %%
-change_table = pd.DataFrame({"test index": cmp["index"], "change": cmp["change"]})
-if case_energy is not None:
-    change_table["plain on object"] = case_energy["plain"].round(2)
-    change_table["residual on object"] = case_energy["residual"].round(2)
-change_table.set_index("test index")
-
-# %% [markdown]
-# Three cases are anecdotes. The same classification over *every* failure of the plain model shows
-# how typical they are.
-
-# %%
-all_changes = ev.compare_cases(fail["plain"]["index"], preds["plain"], preds["residual"], data.classes)["change"]
-change_counts = (all_changes.value_counts().reindex([c for c in ev.CHANGES if c in set(all_changes)])
-                 .rename("plain failures").to_frame())
-change_counts["share (%)"] = (100 * change_counts["plain failures"] / max(len(all_changes), 1)).round(1)
-change_counts
+    attention_table = None
+    display(Markdown("This dataset has no object masks (only the synthetic stand-in has), so this section is "
+                     "skipped."))
 
 # %% [markdown]
 # ## Conclusion
+#
+# The summary at the top gives the verdict against report 000, with this run's scale when it is
+# no significant confirmation. The report's other claims are measurements with intervals: later
+# epochs (section 3), confident mistakes (5), compact heatmaps (8) and attention on the object (8,
+# 9). Each can hold without the others; an interval that includes zero confirms nothing; a Grad-CAM
+# map is evidence about the model only as far as it beats a random map.
 
-# %%
-share = change_counts["share (%)"]
-n_cases = len(cmp)
-case_changes = ", ".join(f"#{i} *{c}*" for i, c in zip(cmp["index"], cmp["change"])) or "none"
-attention_line = (
-    f"* **Attention.** Share of Grad-CAM on the object, failures vs correct predictions: plain "
-    f"{energy['plain_failure']:.1%} vs {energy['plain_correct']:.1%}, residual {energy['residual_failure']:.1%} "
-    f"vs {energy['residual_correct']:.1%} (a uniform heatmap scores {area:.1%})."
-    if energy is not None else
-    "* **Attention.** Not measured: this dataset has no object masks.")
-agreement = (
-    "**Against the report.** Like the report, this run finds the residual model more accurate; the size of the "
-    "gain here comes from one seed and should be read with the seed-to-seed spread in mind."
-    if gain > 0 else
-    "**Against the report.** Unlike the report (+1.35 points), this run does not find the residual model more "
-    "accurate. This is one seed of a narrow network trained for few epochs (see the settings at the top): a "
-    "single run cannot separate a difference of this size from seed-to-seed noise, and the report's protocol "
-    "is the `full` profile.")
-display(Markdown(f"""
-* **Accuracy.** Residual shortcuts, the only change, moved test accuracy from {test_acc['plain']:.2%} to
-  {test_acc['residual']:.2%} ({100 * gain:+.2f} points; the report: +1.35), with {len(saved)} images rescued
-  and {len(lost)} broken.
-* **Confident failures.** The plain model is wrong on {len(fail['plain'])} test images,
-  {fail_table.loc['plain', 'conf >= 90%']} of them with at least 90% confidence; the residual model on
-  {len(fail['residual'])}, {fail_table.loc['residual', 'conf >= 90%']} that confident.
-* **The {n_cases} canonical cases.** {case_changes}.
-  Over all {len(all_changes)} plain failures the residual model corrects {share.get('corrected', 0.0):.1f}%;
-  the other {100 - share.get('corrected', 0.0):.1f}% are still wrong.
-{attention_line}
-
-{agreement}
-"""))
-
-# %% [markdown]
-# What to take away: top-line accuracy hides most of what this notebook looked at. Two models with
-# different accuracies can share the same systematic confusions and the same kind of confident
-# mistakes, and a change that corrects some failures also creates new ones; the rescued and broken
-# counts, not the net difference alone, say what a modification did. Grad-CAM pictures of three
-# cases suggest *why* a model fails (a look-alike shape, a background that belongs to another
-# class); on the synthetic data the mask measurement checks that suggestion on hundreds of images
-# instead of three. Everything here is one seed and one learning rate: before trusting a difference
-# of a point or two, repeat it over seeds. On the `quick` profile the numbers come from a narrower
-# network trained for fewer epochs on synthetic data, so read them for direction, not for their
-# exact size.
-
-# %%
-page.write_metrics(output_dir, {
-    "profile": profile, "dataset": S.dataset,
-    "test_acc_plain": test_acc["plain"], "test_acc_residual": test_acc["residual"],
-    "gain_points": 100 * gain,
-    "best_epoch_plain": int(summary.loc["plain", "best epoch"]),
-    "best_epoch_residual": int(summary.loc["residual", "best epoch"]),
-    "failures_plain": len(fail["plain"]), "failures_residual": len(fail["residual"]),
-    "rescued": len(saved), "broken": len(lost),
-    "case_indices": [int(i) for i in cmp["index"]], "case_changes": list(cmp["change"]),
-    "energy_in_mask": energy,  # mean Grad-CAM share on the object per model and group; None without masks
-    "epochs": S.train.epochs, "width": S.train.width,
-}, figs)
+# %% tags=["remove-cell"]
+metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict())
+energy = None if attention_table is None else {f"{m}_{g}": v for (m, g), v in attention_table["mean"].items()}
+page.write_metrics(output_dir, {**metrics, "test_acc": study.accuracies(S, preds), "smoothness": steady_metrics,
+                                "errors": errors.to_dict(orient="index"), "case_indices": case_idx.tolist(),
+                                "case_changes": cmp["change"].tolist(),
+                                "map_spread": spread_table.set_axis(spread_table.index.map(", ".join))
+                                .to_dict(orient="index"),
+                                "energy_in_mask": energy, "epochs": S.train.epochs, "width": S.train.width}, figs)

@@ -24,7 +24,7 @@ BACKEND = re.compile(r"matplotlib\.use\(|switch_backend\(|MPLBACKEND|%matplotlib
 
 # Figures each study must produce even at the smoke profile (its story depends on them).
 KEY_FIGURES = {
-    "01_stress_test": {"figures/loss_curves.png", "figures/confusion_matrices.png", "figures/failures_plain.png",
+    "01_stress_test": {"figures/accuracy_curves.png", "figures/confusion_matrices.png", "figures/failures.png",
                        "figures/gradcam_canonical_failures.png", "figures/attention_on_object.png"},
     "02_cutmix_study": {"figures/loss_curves.png", "figures/gradcam_baseline_failures.png",
                         "figures/confidence_histograms.png", "figures/reliability_diagrams.png",

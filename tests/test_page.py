@@ -105,6 +105,17 @@ def test_wide_table_is_shrunk_to_the_line_width():
     assert "<b>Table 1.</b> Ten columns" in html and html.count("<th") >= 10
 
 
+def test_a_multiindex_is_measured_level_by_level():
+    """Short level values are not one long tuple: such a table fits as it is, without wrapped columns."""
+    index = pd.MultiIndex.from_product([["entropy", "on the object"], ["plain wrong", "plain right"]])
+    df = pd.DataFrame({"plain": 1.0, "residual": 2.0, "95% interval": "[-17.33, -9.15]", "p": "p < 0.001"},
+                      index=index)
+    assert page.column_format(df, index=True) is None
+    long_index = pd.MultiIndex.from_product([["a much longer measurement name " * 2], ["x" * 40]])
+    wrapped = page.column_format(pd.DataFrame({"text": ["y" * 60]}, index=long_index), index=True)
+    assert wrapped.count("p{") == 3
+
+
 def test_long_table_breaks_into_blocks_that_each_fit():
     long = pd.DataFrame({"epoch": range(1, 101), "loss": np.linspace(2, 0.1, 100)})
     latex = bundle(page.table(long, index=False))["text/latex"]
@@ -113,6 +124,21 @@ def test_long_table_breaks_into_blocks_that_each_fit():
     assert all("epoch & loss" in b for b in blocks)
     rows = [len(re.findall(r"^\d+ & ", b, re.M)) for b in blocks]
     assert rows == [40, 40, 20]
+
+
+def test_a_table_of_wrapped_sentences_breaks_before_it_outgrows_a_page():
+    """22 rows of sentences (the protocol card with a long data note) are far taller than 22 lines:
+    one box would run off the page's bottom, so the rows go into several blocks."""
+    why = "the report is silent on this setting, so the value is ours and the reason is given here " * 2
+    card = pd.DataFrame({"report": ["not stated"] * 22, "this run": ["a value of some length " * 2] * 22,
+                         "why": [why] * 22}, index=pd.Index([f"setting {i}" for i in range(22)], name="setting"))
+    blocks = page.row_blocks(card)
+    assert len(blocks) > 1 and blocks[0].start == 0 and blocks[-1].stop == 22
+    assert all(a.stop == b.start for a, b in zip(blocks, blocks[1:]))
+    latex = bundle(page.table(card))["text/latex"]
+    assert latex.count(r"\begin{adjustbox}") == len(blocks) and latex.count("setting 21") == 1
+    short = pd.DataFrame({"x": range(3)})
+    assert page.row_blocks(short) == [slice(0, 3)] and page.row_blocks(short.iloc[:0]) == [slice(0, 1)]
 
 
 def test_table_headers_and_cells_are_escaped():

@@ -9,7 +9,12 @@ from helpers.cam import compute_cams, energy_in_mask
 from helpers.data import make_synthetic
 from helpers.evaluate import predict
 from helpers.models import FlexibleCNN
-from helpers.stress import GROUPS, attention_on_object, sample_groups, summarize_attention
+from helpers.cam import spread
+from helpers.evaluate import Predictions
+from helpers.evidence import paired_values
+from helpers.evaluate import case_table, compare_cases
+from helpers.stress import (GROUPS, attention_on_object, cam_notes, case_columns, change_counts, error_counts,
+                            paired_rows, sample_groups, score_maps, summarize_attention)
 
 NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
@@ -138,3 +143,92 @@ def test_attention_figure_draws_with_and_without_data():
     assert len(fig.axes) == 2
     plt.close(fig)
     plt.close(attention_figure(df.assign(energy=np.nan)))
+
+
+# --- score_maps, cam_notes ---------------------------------------------------------------------------
+
+
+def test_score_maps_without_faithfulness_is_spread_and_mask_share(model, data, preds):
+    images, masks, targets = data.test_images[:6], data.test_masks[:6], preds.pred[:6]
+    cams, table = score_maps(model, images, targets, masks=masks, faithful=False, **NORM)
+    np.testing.assert_allclose(cams, compute_cams(model, images, targets=targets, **NORM))
+    assert list(table.columns) == ["target", "in_mask", "entropy", "above_half"]
+    assert table["target"].tolist() == targets.tolist()
+    np.testing.assert_allclose(table["in_mask"], energy_in_mask(cams, masks))
+    pd.testing.assert_frame_equal(table[["entropy", "above_half"]], spread(cams))
+
+
+def test_score_maps_with_faithfulness_and_its_notes(model, data, preds):
+    images, masks, targets = data.test_images[:2], data.test_masks[:2], preds.pred[:2]
+    cams, table = score_maps(model, images, targets, masks=masks, **NORM)
+    assert {"confidence", "road", "road_random", "keep", "beats_random", "in_mask", "entropy"} <= set(table.columns)
+    np.testing.assert_allclose(table["confidence"], preds.conf[:2], atol=1e-5)
+    notes = cam_notes(table, data.classes)
+    assert len(notes) == 2 and notes[0].startswith(f"pred {data.classes[targets[0]]} ")
+    assert "ROAD" in notes[0] and "random" in notes[0] and "on object" in notes[0]
+
+
+def test_cam_notes_hand_example():
+    table = pd.DataFrame({"target": [1, 0], "confidence": [0.987, 0.5], "road": [0.123, -0.01],
+                          "road_random": [0.01, 0.02], "in_mask": [0.456, np.nan]})
+    assert cam_notes(table, ["cat", "dog"]) == ["pred dog 99%\nROAD +12.3 (random +1.0)\non object 46%",
+                                                 "pred cat 50%\nROAD -1.0 (random +2.0)"]
+    assert cam_notes(table.drop(columns="in_mask"), ["cat", "dog"])[0] == "pred dog 99%\nROAD +12.3 (random +1.0)"
+
+
+# --- paired_rows, error_counts, change_counts ----------------------------------------------------------
+
+
+def test_paired_rows_is_paired_values_per_label():
+    a, b = np.array([0.9, 0.8, 0.7, np.nan, 0.6]), np.array([0.8, 0.6, 0.7, 0.5, 0.3])
+    table = paired_rows({"entropy": (a, b), "nothing": ([np.nan], [1.0])}, ("plain", "residual"))
+    r = paired_values(a, b)
+    row = table.loc["entropy"]
+    assert row["plain"] == pytest.approx(0.75) and row["residual"] == pytest.approx(0.6)
+    assert row["difference"] == pytest.approx(-0.15) and row["pairs"] == 4 == r.n
+    assert row["95% interval"] == f"[{r.ci[0]:+.2f}, {r.ci[1]:+.2f}]" and row["p"] == f"p = {r.p_value:#.2g}"
+    empty = table.loc["nothing"]
+    assert empty["pairs"] == 0 and empty["95% interval"] == "—" and np.isnan(empty["difference"])
+    scaled = paired_rows({("entropy", "all"): (a, b)}, ("plain", "residual"), scale=100)
+    assert scaled.loc[("entropy", "all"), "difference"] == pytest.approx(-15.0)
+    assert scaled.index.nlevels == 2
+
+
+def fake_preds(pred, conf, labels):
+    return Predictions(probs=np.zeros((len(pred), 3), np.float32), pred=np.array(pred),
+                       conf=np.array(conf, np.float32), labels=np.array(labels))
+
+
+def test_error_counts_hand_example():
+    labels = [0, 0, 0, 0, 0, 0]
+    a = fake_preds([1, 1, 1, 0, 0, 2], [0.95, 0.5, 0.99, 0.9, 0.9, 0.3], labels)   # wrong: 0, 1, 2, 5
+    b = fake_preds([0, 2, 1, 1, 0, 2], [0.9, 0.95, 0.6, 0.97, 0.9, 0.92], labels)  # wrong: 1, 2, 3, 5
+    table = error_counts(a, b, ("plain", "residual"))
+    wrong = table.loc["wrong"]
+    assert (wrong["plain"], wrong["residual"], wrong["difference"]) == (4, 4, 0)
+    assert (wrong["only plain"], wrong["only residual"]) == (1, 1) and wrong["p"] == "p = 1.0"
+    sure = table.loc["wrong with confidence >= 90%"]  # a: 0, 2; b: 1, 3, 5
+    assert (sure["plain"], sure["residual"], sure["difference"]) == (2, 3, 1)
+    assert (sure["only plain"], sure["only residual"]) == (2, 3)
+
+
+def test_change_counts_in_the_order_of_changes():
+    table = change_counts(["still wrong, more confident", "corrected", "corrected", "still wrong, now another class"])
+    assert list(table.index) == ["corrected", "still wrong, now another class", "still wrong, more confident"]
+    assert table["images"].tolist() == [2, 1, 1] and table["share (%)"].tolist() == [50.0, 25.0, 25.0]
+    assert len(change_counts([])) == 0
+
+
+def test_case_columns_one_column_per_case():
+    labels = [0, 1]
+    a = fake_preds([1, 2], [0.91, 0.8], labels)
+    b = fake_preds([0, 0], [0.6, 0.7], labels)
+    cases = pd.DataFrame({"index": [0, 1], "true": [0, 1], "pred": [1, 2], "confidence": [0.91, 0.8],
+                          "true_name": ["a", "b"], "pred_name": ["b", "c"]})
+    table = case_table(cases, np.array([[1, 1, 0], [2, 2, 2]]), ["a", "b", "c"], on_object=[0.25, np.nan])
+    out = case_columns(table, compare_cases([0, 1], a, b, ["a", "b", "c"]), "residual")
+    assert list(out.columns) == ["#0", "#1"]
+    assert out.loc["confidence"].tolist() == ["91%", "80%"] and out.loc["Grad-CAM share on object"].tolist() == ["25%", "—"]
+    assert out.loc["residual: prediction"].tolist() == ["a (60%)", "a (70%)"]
+    assert out.loc["change"].tolist() == ["corrected", "still wrong, now another class"]
+    assert out.loc["neighbours of predicted class (of 3)"].tolist() == [2, 3]

@@ -105,3 +105,16 @@ def test_predict_on_the_validation_split_uses_the_held_out_images(two_seeds):
     assert float(val["baseline"][0].correct.mean()) == pytest.approx(float(h["val_acc"].iloc[-1]), abs=1e-6)
     with pytest.raises(ValueError, match="'test' or 'val'"):
         study.predict(runs, data, S, split="train")
+
+
+def test_smoothness_keeps_the_end_of_a_one_cycle_schedule():
+    """01: One-Cycle's LR more than halves per epoch near its end; those epochs are no step drops."""
+    S = settings("stress_test", "smoke")
+    lr = [0.004, 0.01, 0.007, 0.003, 0.0008]
+    pair = fake_runs([[0.1, 0.3, 0.2, 0.4, 0.5]], [[0.1, 0.2, 0.25, 0.3, 0.32]], lr)
+    runs = {"plain": pair["baseline"], "residual": pair["batchnorm"]}
+    assert study.lr_drops(runs["plain"][0].history) == [4, 5]
+    table, m = study.smoothness(S, runs, from_epoch=3)
+    assert m["a"] == pytest.approx(np.mean([10, 20, 10])) and m["b"] == pytest.approx(np.mean([5, 5, 2]))
+    assert "3 epochs" in m["test"]
+
