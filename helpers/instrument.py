@@ -157,17 +157,6 @@ class UpdateRecorder:
             mine.copy_(saved)
 
 
-def gradient_ranges(gradients: pd.DataFrame) -> pd.DataFrame:
-    """Per layer, over all records: min / median / max of the gradient norm and mean |grad|,
-    and how many records were flagged vanishing or exploding (04's gradient-range table)."""
-    g = gradients.groupby("layer", sort=False)
-    return pd.DataFrame({
-        "norm min": g["norm"].min(), "norm median": g["norm"].median(), "norm max": g["norm"].max(),
-        "mean |grad| min": g["mean_abs"].min(), "mean |grad| max": g["mean_abs"].max(),
-        "vanishing records": g["vanishing"].sum(), "exploding records": g["exploding"].sum(),
-    })
-
-
 def weight_check(runs: dict, limit: float = WEIGHT_LIMIT) -> pd.DataFrame:
     """Report 003's "no weight explosion (all values < 1.0)", one row per run (04).
 
@@ -189,17 +178,6 @@ def weight_check(runs: dict, limit: float = WEIGHT_LIMIT) -> pd.DataFrame:
                       "checked": "records and weights" if recorded else "weights only (no records)",
                       f"all < {limit:g}": largest < limit}
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def update_ranking(updates: pd.DataFrame) -> pd.DataFrame:
-    """Layers ranked by their mean relative update over training, largest first (04)."""
-    g = updates.groupby("layer", sort=False)
-    table = pd.DataFrame({"mean relative update": g["relative_update"].mean(),
-                          "max relative update": g["relative_update"].max(),
-                          "final weight std": g["weight_std"].last()})
-    table = table.sort_values("mean relative update", ascending=False)
-    table.insert(0, "rank", range(1, len(table) + 1))
-    return table
 
 
 # --- report 003's tables ----------------------------------------------------------------------------

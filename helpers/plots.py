@@ -183,11 +183,6 @@ def _per_epoch(histories: dict[str, pd.DataFrame], column: str, ylabel: str, tit
     return fig
 
 
-def val_accuracy_trajectories(histories: dict[str, pd.DataFrame]) -> plt.Figure:
-    """Validation accuracy of several runs on one axis (01)."""
-    return _per_epoch(histories, "val_acc", "validation accuracy", "Validation accuracy per epoch", 3.3)
-
-
 def epoch_times(histories: dict[str, pd.DataFrame]) -> plt.Figure:
     """Seconds per epoch and cumulative training time of several runs (05)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.3))

@@ -37,6 +37,7 @@ KEY_FIGURES = {
                        "figures/training_time.png"},
 }
 
+MAX_CELL_LINES = 15
 each = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 # Code that must not reach the report PDF (it has no code cells; these would be code text).
 CODE = ("import ", "display(", "figs.", "def ")
@@ -76,6 +77,17 @@ def test_no_non_inline_matplotlib_backend(path):
     hits = [line for c in read(path).cells if c.cell_type == "code"
             for line in c.source.splitlines() if BACKEND.search(line)]
     assert not hits, f"sets a matplotlib backend (figures would vanish): {hits[0]}"
+
+
+@each
+def test_cells_stay_short_and_build_no_prose(path):
+    """A cell reads in one glance in JupyterLab (issue 16: about 15 lines at most), and prose that
+    depends on the numbers comes from tested package functions, not from f-strings with branches."""
+    code = [c.source for c in read(path).cells if c.cell_type == "code"]
+    long = {i: len(s.splitlines()) for i, s in enumerate(code) if len(s.splitlines()) > MAX_CELL_LINES}
+    assert not long, f"code cells over {MAX_CELL_LINES} lines (cell index: lines): {long}"
+    prose = [s.splitlines()[0] for s in code if re.search(r"Markdown\(f[\"']", s) and re.search(r"\bif\b", s)]
+    assert not prose, f"a cell builds prose from numbers with branches: {prose}"
 
 
 @each
