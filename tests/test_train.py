@@ -331,3 +331,22 @@ def test_a_checkpoint_of_the_older_engine_is_not_resumed(tmp_path, data, interru
     with pytest.warns(UserWarning, match="written by training engine 1"):
         run = fit(config, data, root=tmp_path, progress=False)
     same_history(run.history, fit(config, data, root=tmp_path / "fresh", progress=False).history)
+
+
+def test_cpu_runs_take_the_cpu_path(tmp_path, data):
+    """CPU training keeps model and batches in channels_last and glibc's freed memory in the heap
+    (benchmarks' cpu_path section: faster for every study's quick model); the run says so."""
+    import ctypes
+    import platform
+
+    from helpers import device as D
+
+    cfg = TrainConfig(name="nhwc", model="simple_cnn", width=0.25, epochs=1, batch_size=32, device="cpu")
+    run = fit(cfg, data, root=tmp_path, progress=False)
+    conv = next(m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    env = run.info["environment"]
+    assert env["channels_last"] is True
+    has_mallopt = platform.system() == "Linux" and hasattr(ctypes.CDLL(None), "mallopt")
+    assert env["kept_freed_memory"] is has_mallopt and D.keep_freed_memory() is has_mallopt
+    assert not D.channels_last(torch.device("cuda"), "fp32") and D.channels_last(torch.device("cuda"), "bf16")
