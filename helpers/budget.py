@@ -11,6 +11,9 @@ Everything here is used by notebook 03 only (helpers.study and helpers.evidence 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -18,7 +21,8 @@ import torch
 from . import evidence as E
 from . import study
 from .config import TrainConfig
-from .evaluate import TTA_VIEWS
+from .evaluate import TTA_VIEWS, Predictions
+from .store import save_text
 from .loader import normalize
 from .train import lr_trace
 
@@ -148,3 +152,40 @@ def layer_table(layers: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"output shape": kept["output_shape"].map(str).to_numpy(),
                          "parameters": kept["params"].to_numpy()},
                         index=pd.Index(names, name="layer"))
+
+
+# --- the prediction file ------------------------------------------------------------------------
+
+def write_predictions(path, ids: Sequence, preds: Predictions) -> pd.DataFrame:
+    """Write a Kaggle-style submission ``ID,Label`` (03): one row per image, the label as class index.
+
+    Written with the package's atomic writer (``store.save_text``: a temporary file, then a
+    rename), so an existing file is never left half-written. Returns the table written.
+    """
+    ids = list(ids)
+    if len(ids) != len(preds):
+        raise ValueError(f"{len(ids)} IDs for {len(preds)} predictions")
+    table = pd.DataFrame({"ID": ids, "Label": preds.pred.astype(np.int64)})
+    save_text(table.to_csv(index=False), Path(path))
+    return table
+
+
+def check_predictions(path, ids: Sequence, num_classes: int) -> pd.DataFrame:
+    """Read a prediction file back and check its format (03): columns exactly ``ID,Label``, one
+    row per expected ID in order, no duplicates, integer labels in [0, num_classes). Raises
+    ValueError naming the file and the first problem; returns the table."""
+    table = pd.read_csv(path, dtype={"ID": str})
+    problems = []
+    if list(table.columns) != ["ID", "Label"]:
+        problems.append(f"columns are {list(table.columns)}, expected ['ID', 'Label']")
+    elif len(table) != len(ids):
+        problems.append(f"{len(table)} rows for {len(ids)} images")
+    elif table["ID"].tolist() != [str(i) for i in ids]:
+        problems.append("IDs are not the expected ones in order")
+    elif table["ID"].duplicated().any():
+        problems.append("duplicate IDs")
+    elif not pd.api.types.is_integer_dtype(table["Label"]) or not table["Label"].between(0, num_classes - 1).all():
+        problems.append(f"labels must be integers in [0, {num_classes - 1}]")
+    if problems:
+        raise ValueError(f"{path}: {problems[0]}")
+    return table

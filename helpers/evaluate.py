@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -38,7 +37,6 @@ from torchvision.transforms.v2 import functional as TF
 
 from .loader import normalize
 from .device import autocast
-from .store import save_text
 
 __all__ = [
     "CHANGES",
@@ -49,8 +47,6 @@ __all__ = [
     "train_val_gap",
     "split_shift",
     "val_test_table",
-    "write_predictions",
-    "check_predictions",
     "broken",
     "case_table",
     "compare_cases",
@@ -430,44 +426,6 @@ def migration(a: Predictions, b: Predictions) -> dict:
     n_wrong = int(both_wrong.sum())
     return dict(corrected=corrected, regressed=regressed, net=corrected - regressed, still_wrong=n_wrong,
                 still_wrong_less_confident=less, share_less_confident=less / n_wrong if n_wrong else float("nan"))
-
-
-# --- prediction files ----------------------------------------------------------------------------
-
-
-def write_predictions(path, ids: Sequence, preds: Predictions) -> pd.DataFrame:
-    """Write a Kaggle-style submission ``ID,Label`` (03): one row per image, the label as class index.
-
-    Written with the package's atomic writer (``store.save_text``: a temporary file, then a
-    rename), so an existing file is never left half-written. Returns the table written.
-    """
-    ids = list(ids)
-    if len(ids) != len(preds):
-        raise ValueError(f"{len(ids)} IDs for {len(preds)} predictions")
-    table = pd.DataFrame({"ID": ids, "Label": preds.pred.astype(np.int64)})
-    save_text(table.to_csv(index=False), Path(path))
-    return table
-
-
-def check_predictions(path, ids: Sequence, num_classes: int) -> pd.DataFrame:
-    """Read a prediction file back and check its format (03): columns exactly ``ID,Label``, one
-    row per expected ID in order, no duplicates, integer labels in [0, num_classes). Raises
-    ValueError naming the file and the first problem; returns the table."""
-    table = pd.read_csv(path, dtype={"ID": str})
-    problems = []
-    if list(table.columns) != ["ID", "Label"]:
-        problems.append(f"columns are {list(table.columns)}, expected ['ID', 'Label']")
-    elif len(table) != len(ids):
-        problems.append(f"{len(table)} rows for {len(ids)} images")
-    elif table["ID"].tolist() != [str(i) for i in ids]:
-        problems.append("IDs are not the expected ones in order")
-    elif table["ID"].duplicated().any():
-        problems.append("duplicate IDs")
-    elif not pd.api.types.is_integer_dtype(table["Label"]) or not table["Label"].between(0, num_classes - 1).all():
-        problems.append(f"labels must be integers in [0, {num_classes - 1}]")
-    if problems:
-        raise ValueError(f"{path}: {problems[0]}")
-    return table
 
 
 # --- training histories --------------------------------------------------------------------------

@@ -321,8 +321,8 @@ if predict_images is None:
 else:
     ids, unlabelled = load_unlabelled(predict_images)
 csv_path = Path(output_dir) / "predictions.csv"
-ev.write_predictions(csv_path, ids, ev.predict(first.model, unlabelled, mean=mean, std=std, views=views))
-written = ev.check_predictions(csv_path, ids, data.num_classes)
+B.write_predictions(csv_path, ids, ev.predict(first.model, unlabelled, mean=mean, std=std, views=views))
+written = B.check_predictions(csv_path, ids, data.num_classes)
 figs.table({"value": {"file": csv_path.name, "rows": f"{len(written):,}", "columns": ", ".join(written.columns),
                       "format check": "passed", "model": f"seed {S.seeds[0]}, 5-view TTA"}},
            "prediction_file", "The prediction file as read back.")

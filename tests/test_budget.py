@@ -150,3 +150,25 @@ def test_summary_rows_one_seed_has_no_interval_over_seeds():
     rows = B.summary_rows(S, [preds([0, 1], [0, 0])], [preds([0, 0], [0, 0])])
     assert len(rows) == 3 and rows[0]["name"] == "test accuracy, single view"
     assert rows[2]["value"] == "[{:.2f}, {:.2f}]".format(*study.accuracy_interval([True, False]))
+
+
+# --- the prediction file (03's predictions.csv) --------------------------------------------------------------
+
+_PROBS = np.array([[0.05, 0.05, 0.9], [0.8, 0.1, 0.1], [0.15, 0.7, 0.15]], np.float32)
+PREDS = Predictions(probs=_PROBS, pred=_PROBS.argmax(1), conf=_PROBS.max(1), labels=np.zeros(3, np.int64))
+
+
+def test_write_and_check_predictions(tmp_path):
+    path = tmp_path / "predictions.csv"
+    B.write_predictions(path, ["a", "b", "c"], PREDS)
+    assert path.read_text().splitlines() == ["ID,Label", "a,2", "b,0", "c,1"]
+    assert B.check_predictions(path, ["a", "b", "c"], 3)["Label"].tolist() == [2, 0, 1]
+    with pytest.raises(ValueError, match="3 rows for 2 images"):
+        B.check_predictions(path, ["a", "b"], 3)
+    with pytest.raises(ValueError, match=r"labels must be integers in \[0, 1\]"):
+        B.check_predictions(path, ["a", "b", "c"], 2)
+    path.write_text("id,label\na,1\n")
+    with pytest.raises(ValueError, match="predictions.csv: columns"):
+        B.check_predictions(path, ["a"], 3)
+    with pytest.raises(ValueError, match="2 IDs for 3 predictions"):
+        B.write_predictions(path, ["a", "b"], PREDS)

@@ -124,25 +124,6 @@ def test_tta_averages_softmax_over_views_batched():
         E.predict(model, images, mean=(0, 0, 0), std=(1, 1, 1), views=("rotate",))
 
 
-# --- prediction files -----------------------------------------------------------------------------
-
-
-def test_write_and_check_predictions(tmp_path):
-    path = tmp_path / "predictions.csv"
-    E.write_predictions(path, ["a", "b", "c"], preds_from([0.9, 0.8, 0.7], [2, 0, 1], [0, 0, 0]))
-    assert path.read_text().splitlines() == ["ID,Label", "a,2", "b,0", "c,1"]
-    assert E.check_predictions(path, ["a", "b", "c"], 3)["Label"].tolist() == [2, 0, 1]
-    with pytest.raises(ValueError, match="3 rows for 2 images"):
-        E.check_predictions(path, ["a", "b"], 3)
-    with pytest.raises(ValueError, match=r"labels must be integers in \[0, 1\]"):
-        E.check_predictions(path, ["a", "b", "c"], 2)
-    path.write_text("id,label\na,1\n")
-    with pytest.raises(ValueError, match="predictions.csv: columns"):
-        E.check_predictions(path, ["a"], 3)
-    with pytest.raises(ValueError, match="2 IDs for 3 predictions"):
-        E.write_predictions(path, ["a", "b"], preds_from([0.9, 0.8, 0.7], [2, 0, 1], [0, 0, 0]))
-
-
 def test_load_unlabelled_folder_and_arrays(tmp_path):
     from PIL import Image
 
