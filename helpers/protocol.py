@@ -17,6 +17,8 @@ The full profile's card has no ``changed`` row unless you override something or 
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import torch
 
@@ -180,7 +182,13 @@ def data_row(s: Settings, profile_default: Settings) -> dict:
     else:
         value = label if choice.source == s.report_dataset else f"{label} ({choice.source})"
         mark, why = "same", choice.reason
-    return dict(report=STATED[s.study]["dataset"], **{"this run": value}, mark=mark, why=why)
+    return dict(report=STATED[s.study]["dataset"], **{"this run": brief(value)}, mark=mark, why=brief(why))
+
+
+def brief(text: str) -> str:
+    """Paths shortened to their last part: a table cell cannot wrap inside one long path (the title
+    block above the card names the full source)."""
+    return re.sub(r"(?:folder:)?/\S*/([^/\s,;()]+)", r"\1", str(text))
 
 
 def values(s: Settings, classes: int, sizes: tuple[int, int] | None) -> dict[str, str]:

@@ -98,3 +98,11 @@ def test_report_002_note_names_the_numbers_only_the_other_reading_explains():
     note = protocol_note("resnet_budget")
     assert all(fact in note for fact in ("0.009998", "89.47%", "94.65%", "cosine", "0.1", "100 epochs"))
     assert protocol_note("bn_ablation") is None
+
+
+def test_paths_in_the_card_are_shortened_to_what_wraps():
+    from helpers.protocol import brief
+
+    assert brief("CIFAR-10 (folder:/data/sets/cifar10-jpg.tar.gz)") == "CIFAR-10 (cifar10-jpg.tar.gz)"
+    assert brief("found in /a/b/cifar10/, offline") == "found in cifar10/, offline"
+    assert brief("you set dataset='synthetic'") == "you set dataset='synthetic'"
