@@ -125,7 +125,7 @@ def confident_errors(preds_a: list, preds_b: list, names: tuple[str, str] = ("A"
         if len(wa) == 1:
             r = E.paired_proportions(wa[0], wb[0], seed=seed)
             c = r.counts()
-            a, b, diff, ci = c["a"], c["b"], c["diff"], f"[{c['ci'][0]:+,.0f}, {c['ci'][1]:+,.0f}]"
+            a, b, diff, ci = c["a"], c["b"], c["diff"], E.format_count_interval(c["ci"])
             test = "exact McNemar"
         else:
             r = E.paired_over_seeds([int(w.sum()) for w in wa], [int(w.sum()) for w in wb])

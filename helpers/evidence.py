@@ -30,7 +30,8 @@ import pandas as pd
 from scipy import stats
 
 __all__ = ["VERDICTS", "Evidence", "Paired", "PairedProportions", "PairedValues", "SeedComparison", "SeedSummary",
-           "compare_runs", "count_sentence", "describe", "epoch_variation", "format_diff", "format_interval",
+           "compare_runs", "count_sentence", "describe", "epoch_variation", "format_count_interval", "format_diff",
+           "format_interval",
            "format_p", "over_seeds", "paired_over_seeds", "paired_proportions", "paired_values", "scale_text",
            "unpaired_means",
            "seed_figure", "verdict"]
@@ -385,6 +386,11 @@ def format_diff(x: float) -> str:
 def format_interval(ci) -> str:
     """``[-0.12, +1.80]``; ``no interval`` when either end is NaN (one seed)."""
     return "no interval" if any(math.isnan(c) for c in ci) else f"[{format_diff(ci[0])}, {format_diff(ci[1])}]"
+
+
+def format_count_interval(ci) -> str:
+    """An interval of a difference in images: ``[+61, +117]`` (01's and 02's error counts)."""
+    return f"[{ci[0]:+,.0f}, {ci[1]:+,.0f}]"
 
 
 def format_p(p: float) -> str:

@@ -109,10 +109,10 @@ class GradientRecorder:
         return flag(pd.DataFrame(self.rows, columns=["step", "epoch", "layer", *self.columns]))
 
 
-def flag(gradients: pd.DataFrame) -> pd.DataFrame:
-    """Gradient records with ``vanishing`` (mean |grad| < VANISH) and ``exploding`` (norm > EXPLODE)
-    flags, set from today's thresholds (04)."""
-    return gradients.assign(vanishing=gradients["mean_abs"] < VANISH, exploding=gradients["norm"] > EXPLODE)
+def flag(gradients: pd.DataFrame, vanish: float = VANISH, explode: float = EXPLODE) -> pd.DataFrame:
+    """Gradient records with ``vanishing`` (mean |grad| < ``vanish``) and ``exploding`` (norm >
+    ``explode``) flags, by default today's thresholds (04)."""
+    return gradients.assign(vanishing=gradients["mean_abs"] < vanish, exploding=gradients["norm"] > explode)
 
 
 class UpdateRecorder:
@@ -270,10 +270,10 @@ def gradient_health(gradients: dict, vanish: float = VANISH, explode: float = EX
     0.00342 "at convergence")."""
     rows = {}
     for name, g in gradients.items():
-        last = g[g["step"] == g["step"].max()]
+        last, flagged = g[g["step"] == g["step"].max()], flag(g, vanish, explode)
         rows[name] = {"records": int(g["step"].nunique()), "layer records": len(g),
-                      f"vanishing (mean |grad| < {vanish:g})": int((g["mean_abs"] < vanish).sum()),
-                      f"exploding (norm > {explode:g})": int((g["norm"] > explode).sum()),
+                      f"vanishing (mean |grad| < {vanish:g})": int(flagged["vanishing"].sum()),
+                      f"exploding (norm > {explode:g})": int(flagged["exploding"].sum()),
                       "smallest mean |grad|": float(g["mean_abs"].min()), "largest norm": float(g["norm"].max()),
                       "mean norm, last record": float(last["norm"].mean())}
     return pd.DataFrame({name: pd.Series(row, dtype=object) for name, row in rows.items()})  # counts stay ints

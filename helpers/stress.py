@@ -223,7 +223,7 @@ def error_counts(a: Predictions, b: Predictions, names: tuple[str, str], thresho
         r = E.paired_proportions(wa, wb, seed=seed)
         c = r.counts()
         rows[label] = {names[0]: c["a"], names[1]: c["b"], "difference": c["diff"],
-                       "95% interval": f"[{c['ci'][0]:+,.0f}, {c['ci'][1]:+,.0f}]", "p": E.format_p(r.p_value),
+                       "95% interval": E.format_count_interval(c["ci"]), "p": E.format_p(r.p_value),
                        f"only {names[0]}": r.only_a, f"only {names[1]}": r.only_b}
     return pd.DataFrame.from_dict(rows, orient="index")
 

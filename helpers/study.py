@@ -176,8 +176,8 @@ def smoothness(S: Settings, runs: dict, column: str = "val_acc", from_epoch: int
 
     h = HEADLINES[S.study]
     changes = []
+    stepped = S.train.schedule in ("step", "multistep")
     for ra, rb in zip(runs[h.a], runs[h.b]):
-        stepped = S.train.schedule in ("step", "multistep")
         skip = [e for e in lr_drops(ra.history) if e >= from_epoch] if stepped else []
         pick = lambda run: E.epoch_variation(run.history, column, skip).loc[lambda v: v.index >= from_epoch]  # noqa: E731
         changes.append((pick(ra), pick(rb)))
