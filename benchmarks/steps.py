@@ -14,16 +14,23 @@ import torch.nn.functional as F
 from .harness import random_model
 
 
+def precision(device: torch.device) -> str:
+    """The precision a step is timed in: CUDA's speed option ``bf16``, the reports' fp32 elsewhere."""
+    return "bf16" if device.type == "cuda" else "fp32"
+
+
 def step_fn(model: torch.nn.Module, opt: torch.optim.Optimizer, device: torch.device):
-    """One SGD step exactly as ``helpers.train.train_epoch`` takes it (no CutMix, no scheduler):
-    on CUDA with the speed option ``precision="bf16"`` (channels_last input, bf16 autocast), fp32
-    on the CPU; returns (logits, loss)."""
-    from helpers.device import autocast
+    """One SGD step exactly as ``helpers.train.train_epoch`` takes it (no CutMix, no scheduler), in
+    :func:`precision` and the memory layout ``helpers.device.channels_last`` picks for it (NHWC on
+    CUDA with bf16 and on the CPU); returns (logits, loss)."""
+    from helpers.device import autocast, channels_last
+
+    nhwc = channels_last(device, precision(device))
 
     def step(x, y):
-        if device.type == "cuda":
+        if nhwc:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, "bf16" if device.type == "cuda" else "fp32"):
+        with autocast(device, precision(device)):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -42,8 +49,10 @@ def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
 
 def step_model(name: str, width: float, device: torch.device) -> torch.nn.Module:
     """A study model with random weights, in the memory layout helpers.train gives it."""
+    from helpers.device import channels_last
+
     model = random_model(name, width, device)
-    if device.type == "cuda":
+    if channels_last(device, precision(device)):
         model = model.to(memory_format=torch.channels_last)  # as helpers.train.build
     return model
 

@@ -14,7 +14,9 @@ peak; achieved training FLOP/s = 3 x forward FLOPs per image (``helpers.instrume
 images/s of the model alone; ``ratio`` is achieved / peak. Convolutions on 32x32 images and small
 channel counts reach a fraction of a big matmul's rate, so a ratio well below 1 is expected.
 
-CPU rows run with torch's default threads and with 1 thread (see ``harness.cpu_threads``). With CUDA
+CPU rows run with torch's default threads and with 1 thread (see ``harness.cpu_threads``), in
+helpers.train's CPU layout (NHWC); glibc's kept-memory setting that ``fit`` adds on CPU is
+process-wide, so it is left to the ``cpu_path`` section, which runs each contender in its own process. With CUDA
 the step is helpers.train's GPU path (BatchLoader on the GPU, bf16 autocast, channels_last, cuDNN
 settings of a default deterministic run), the peak is a bf16 matmul, ``torch.compile`` is timed
 against eager (not in smoke: compiling takes a minute) and a real 50,000-image resnet18_cifar epoch
