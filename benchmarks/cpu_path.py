@@ -11,6 +11,12 @@ A round starts one process per contender, in turn, and each times every model (b
 ``STEPS`` steps on one pre-made random batch: the model alone, as ``train_step`` does); 3 rounds, and a
 row reports the best round, with the median round beside it. Rows per thread setting
 (``harness.cpu_threads``). ``--smoke``: one model, one round, 2 steps, 1 thread.
+
+Roofline, for the issue's "where a model already runs near the matmul peak, say so with the number":
+the kept-memory process also times a 2048x2048 fp32 matmul at the same thread count (the peak, as in
+``train_step``) and profiles one step (``torch.profiler``, self CPU time per op). Its row per model gives
+the training FLOP/s (3 x forward FLOPs, ``helpers.instrument.flops``) against that peak, and the
+step's time shares: convolutions (forward and backward), batch norm, ReLU, everything else.
 """
 
 from __future__ import annotations
@@ -33,7 +39,19 @@ CHILD = """
 import json, sys, time
 import torch, torch.nn.functional as F
 from helpers.device import keep_freed_memory
+from helpers.instrument import flops
 from helpers.models import build_model
+OPS = {"convolution": ("convolution",), "batch norm": ("batch_norm",), "ReLU": ("relu", "threshold", "clamp_min")}
+def shares(events):
+    self_us = {e.key: e.self_cpu_time_total for e in events if e.key.startswith("aten::")}
+    total = sum(self_us.values())
+    out = {group: sum(t for k, t in self_us.items() if any(w in k for w in words)) / total
+           for group, words in OPS.items()}
+    return {**out, "other": 1 - sum(out.values())}
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 path, models, steps, threads = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 if threads:
     torch.set_num_threads(threads)
@@ -60,6 +78,15 @@ for m in models:
             step()
         best = min(best, (time.perf_counter() - start) / steps)
     out[m["label"]] = m["batch"] / best
+    if path == "nhwc+kept":  # the roofline: FLOPs and where the step's time goes
+        out[m["label"] + " flops"] = 3 * flops(model)[1]["flops"]
+        with torch.profiler.profile() as prof:
+            step()
+        out[m["label"] + " shares"] = shares(prof.key_averages())
+if path == "nhwc+kept":
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    out["peak"] = max(2 * 2048**3 / timed(lambda: a @ b) for _ in range(3))
 print(json.dumps(out))
 """
 
@@ -108,4 +135,15 @@ def bench_cpu_path(smoke: bool = False) -> list[dict]:
                 if name == "NHWC + kept memory":
                     row["target"] = ">= 1.5x"
                 rows.append(row)
+            rows.append(_roofline_row(m, seen["NHWC + kept memory"], where, threads))
     return rows
+
+
+def _roofline_row(m: dict, results: list[dict], where: str, threads: int | None) -> dict:
+    """The kept-memory path's best round against the best matmul peak of its processes."""
+    best = max(results, key=lambda r: r[m["label"]])
+    peak = max(r["peak"] for r in results)
+    achieved = best[m["label"] + " flops"] * best[m["label"]]
+    return {"section": S, "name": f"{m['label']}: training FLOP/s, ratio to matmul peak ({where})",
+            "value": achieved * 1e-9, "unit": "GFLOP/s", "ratio": achieved / peak, "peak_gflops": peak * 1e-9,
+            "time_shares": best[m["label"] + " shares"], "studies": m["studies"], "threads": threads}

@@ -42,8 +42,12 @@ def test_smoke_run_prints_table_and_writes_json(tmp_path, capsys):
     assert any("matmul" in r["name"] for r in steps)
 
     cpu = [r for r in rows if r["section"] == "cpu_path"]
-    assert [r["name"].split(": ")[1].split(" (")[0] for r in cpu] == ["NCHW", "NHWC", "NHWC + kept memory"]
+    assert [r["name"].split(": ")[1].split(" (")[0] for r in cpu] == \
+        ["NCHW", "NHWC", "NHWC + kept memory", "training FLOP/s, ratio to matmul peak"]
     assert cpu[0]["ratio"] == 1.0 and all(r["value"] > 0 and r["studies"] for r in cpu)
+    shares = cpu[-1]["time_shares"]  # where the step's time goes: every op counted once
+    assert set(shares) == {"convolution", "batch norm", "ReLU", "other"} and shares["convolution"] > 0.2
+    assert sum(shares.values()) == pytest.approx(1) and 0 < cpu[-1]["ratio"] < 2
 
     recording = [r for r in rows if r["section"] == "recording"]
     assert recording[0]["name"] == "train_epoch, no records" and recording[0]["ratio"] == 1.0
