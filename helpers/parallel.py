@@ -72,6 +72,13 @@ def plan(studies: list[str], profile: str, dataset: str | None, params: dict) ->
 _DATA: dict = {}  # per process: a study's dataset, loaded once for all its runs
 
 
+def _data(job: Job):
+    key = (job.study, job.profile, job.dataset, job.overrides)
+    if key not in _DATA:
+        _DATA[key] = job.settings().load_data()
+    return _DATA[key]
+
+
 def run_job(job: Job, threads: int | None = None, device: str | None = None) -> dict:
     """Train (or load) one run in this process; ``threads``: torch intra-op threads for it;
     ``device``: where to train (e.g. "cuda:1"; not part of the run's identity)."""
@@ -79,15 +86,12 @@ def run_job(job: Job, threads: int | None = None, device: str | None = None) -> 
 
     from .train import fit
 
-    key = (job.study, job.profile, job.dataset, job.overrides)
-    if key not in _DATA:
-        _DATA[key] = job.settings().load_data()
     config = job.config if device is None else job.config.replace(device=device)
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
     start = time.perf_counter()
     try:
-        run = fit(config, _DATA[key], progress=False)
+        run = fit(config, _data(job), progress=False)
     finally:
         torch.set_num_threads(before)  # the caller's own thread count back (--train-first runs here)
     return {"label": job.label, "path": str(run.path), "cached": run.cached,
@@ -99,11 +103,67 @@ def report(done: int, total: int, result: dict, echo=print) -> None:
     echo(f"[train {done}/{total}] {result['label']}: {what}", flush=True)
 
 
+def auto_workers(profile: str, params: dict) -> int:
+    """How many runs the runner trains side by side by default (``--workers auto``).
+
+    Without an accelerator, one per core: the quick models are narrow, and on the 2-core machine two
+    1-thread runs side by side trained the 9 quick runs in 430 s where one 2-thread run at a time took
+    503 s (README, "Running on more machines"). With CUDA, one per GPU (one GPU: in the notebook, as
+    before); on MPS, one. At the smoke profile, one: its runs take a second, less than a worker's start
+    (``parallel`` benchmark: 8 smoke runs 6.2 s in one process, 8.6 s in 2 workers).
+    """
+    import torch
+
+    if profile == "smoke":
+        return 1
+    if params.get("device", "auto") != "cpu":
+        if torch.cuda.is_available():
+            return max(1, torch.cuda.device_count())
+        if torch.backends.mps.is_available():
+            return 1
+    return os.cpu_count() or 1
+
+
+def pending(jobs: list[Job]) -> list[Job]:
+    """The jobs whose run is not in the run cache yet, longest first.
+
+    A run counts as cached when its folder has a manifest (``run.json``, written last); the worker or
+    notebook that loads it still checks every file. Longest first (images per epoch x epochs x
+    forward FLOPs per image) so that no worker is left with one long run at the end: on the 9 quick
+    runs, notebook order ended with one worker idle while the other trained.
+    """
+    import torch
+
+    from . import train
+    from .instrument import flops
+    from .models import build_model
+
+    todo = []
+    for job in jobs:
+        data = _data(job)
+        if not (train.run_path(job.config, data, train.DATA_DIR) / "run.json").exists():
+            c = job.config
+            with torch.random.fork_rng():  # building a model draws from the global generator
+                model = build_model(c.model, num_classes=data.num_classes, width=c.width, **c.model_kwargs)
+            todo.append((c.epochs * len(data.train_labels) * flops(model)[1]["flops"], job))
+    return [job for _, job in sorted(todo, key=lambda t: -t[0])]
+
+
 def train_studies(studies: list[str], profile: str, dataset: str | None, params: dict, workers: int = 1,
                   ray: str | None = None, echo=print) -> list[dict]:
     """Train every run of ``studies`` (the runner's --train-first / --workers / --ray): locally, or on
-    Ray when ``ray`` names a cluster ("auto", an address, or "local" for a new one on this machine)."""
+    Ray when ``ray`` names a cluster ("auto", an address, or "local" for a new one on this machine).
+    With local workers, runs already in the run cache are left to the notebooks, and no more workers
+    start than there are runs to train."""
     jobs = plan(studies, profile, dataset, params)
+    if ray is None and workers > 1:
+        todo = pending(jobs)
+        if len(todo) < len(jobs):
+            echo(f"{len(jobs) - len(todo)} of {len(jobs)} runs are in the run cache already", flush=True)
+        jobs, workers = todo, min(workers, len(todo))
+        _DATA.clear()  # the workers load their own copies; the notebooks run in kernels of their own
+        if not jobs:
+            return []
     where = (f"on the Ray cluster at {ray}" if ray not in (None, "local") else "on a local Ray cluster" if ray
              else f"in {workers} worker processes" if workers > 1 else "in this process")
     echo(f"Training {len(jobs)} runs first, {where}", flush=True)

@@ -312,14 +312,15 @@ def load_runs(profile_dir: Path, stems: list[str]) -> list[Result]:
 
 def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None, params=None,
                   output: str | Path | None = None, pdf: bool = True, timeout: int | None = None,
-                  notebooks_dir: str | Path | None = None, *, train_first: bool = False, workers: int = 1,
+                  notebooks_dir: str | Path | None = None, *, train_first: bool = False, workers: int | str = 1,
                   ray: str | None = None) -> list[Result]:
     """Execute notebooks (default: all) and export their reports; return one Result each.
 
     names: stems, numbers or short names. params: extra notebook parameters (must exist in each
     notebook's parameters cell). output: report folder (default ``reports/`` in the project
     root). timeout: seconds allowed per cell (papermill's execution_timeout). train_first, workers,
-    ray: train every run first (``helpers.parallel``). Raises UsageError before running anything if
+    ray: train every run first (``helpers.parallel``); workers "auto" is ``parallel.auto_workers`` (the
+    command line's default), and more than one worker implies train_first. Raises UsageError before running anything if
     the request is invalid; notebook failures are in the Results.
     """
     params = dict(params or {})
@@ -329,8 +330,12 @@ def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None
     if dataset is not None:
         dataset = check_dataset(dataset)
     fallbacks = check_values(paths, profile, dataset, params)
-    if not isinstance(workers, int) or workers < 1:
-        raise UsageError(f"--workers must be a positive integer, not {workers}")
+    if workers == "auto":
+        from helpers.parallel import auto_workers
+
+        workers = auto_workers(profile, params)
+    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"--workers must be a positive integer or auto, not {workers}")
     if pdf and pdf_engine_missing():
         print(PDF_HINT, flush=True)
         pdf = False
@@ -415,9 +420,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--train-first", action="store_true",
                    help="train every run the notebooks need before executing them (they then load the "
                         "runs from the run cache); implied by --workers and --ray")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
+    p.add_argument("--workers", type=workers_arg, default="auto", metavar="N",
                    help="train with N worker processes side by side, each with its share of the cores "
-                        "(one GPU each where there are several)")
+                        "(one GPU each where there are several); default auto: one per core without a GPU "
+                        "(1 at the smoke profile), one per GPU with CUDA; 1 trains inside each notebook")
     p.add_argument("--ray", metavar="ADDRESS",
                    help="train each run as a task on a Ray cluster: auto (the running cluster), HOST:PORT, "
                         "or local (start one on this machine); needs pip install -e '.[cluster]'")
@@ -459,6 +465,19 @@ def screenshots_command(args, cli) -> int:
     except (RuntimeError, OSError) as err:
         cli.error(str(err))
     return 0
+
+
+def workers_arg(value: str) -> int | str:
+    """--workers: a positive integer or auto."""
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or auto, not {value!r}")
+    return n
 
 
 def main(argv=None) -> int:
