@@ -5,7 +5,10 @@ Contenders, each in a fresh process (the allocator setting is process-wide and c
 
 - ``NCHW`` : the step as it was, contiguous tensors and glibc's default allocator;
 - ``NHWC`` : model and batches in channels_last (``helpers.device.channels_last``);
-- ``NHWC + kept memory``: also ``helpers.device.keep_freed_memory`` (what ``fit`` does on CPU).
+- ``NHWC + kept memory``: also ``helpers.device.keep_freed_memory`` (what ``fit`` does on CPU);
+- at torch's default thread count N > 1 only, ``N runs side by side``: N kept-memory processes of one
+  thread each at once, the machine's throughput when ``--workers auto`` trains one run per core
+  (N x the slowest process's images/s), against one NCHW run on all N cores.
 
 A round starts one process per contender, in turn, and each times every model (best of 2 blocks of
 ``STEPS`` steps on one pre-made random batch: the model alone, as ``train_step`` does); 3 rounds, and a
@@ -26,6 +29,8 @@ import os
 import statistics
 import subprocess
 import sys
+
+import torch
 
 from .harness import CPU, ROOT, cpu_threads, placement
 
@@ -106,11 +111,29 @@ def quick_models() -> list[dict]:
     return list(seen.values())
 
 
+def _start(path: str, models: list[dict], steps: int, threads: int | None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CHILD, path, json.dumps(models), str(steps), str(threads or 0)],
+                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _result(child: subprocess.Popen) -> dict:
+    out, err = child.communicate()
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, child.args, out, err)
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def _child(path: str, models: list[dict], steps: int, threads: int | None) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-c", CHILD, path, json.dumps(models), str(steps), str(threads or 0)],
-                          cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _result(_start(path, models, steps, threads))
+
+
+def side_by_side(models: list[dict], steps: int, n: int) -> dict:
+    """``n`` kept-memory processes of 1 thread each, started together (what ``--workers auto`` does on a
+    CPU): per model, n x the slowest process's images/s, a lower bound on the machine's throughput."""
+    children = [_start("nhwc+kept", models, steps, 1) for _ in range(n)]
+    results = [_result(c) for c in children]
+    return {m["label"]: n * min(r[m["label"]] for r in results) for m in models}
 
 
 def bench_cpu_path(smoke: bool = False) -> list[dict]:
@@ -120,9 +143,13 @@ def bench_cpu_path(smoke: bool = False) -> list[dict]:
     rows = []
     for threads in cpu_threads(smoke):
         seen = {name: [] for name in CONTENDERS}
+        cores = torch.get_num_threads() if threads is None else 1
+        side = f"{cores} runs side by side, 1 thread each, NHWC + kept memory"
         for _ in range(rounds):
             for name, path in CONTENDERS.items():
                 seen[name].append(_child(path, models, steps, threads))
+            if cores > 1:  # the machine's throughput when runs share it, against one run on all cores
+                seen.setdefault(side, []).append(side_by_side(models, steps, cores))
         where = placement(CPU, threads)
         for m in models:
             per = {name: [r[m["label"]] for r in results] for name, results in seen.items()}
@@ -132,7 +159,7 @@ def bench_cpu_path(smoke: bool = False) -> list[dict]:
                        "median": statistics.median(values), "unit": "img/s", "ratio": max(values) / base,
                        "ratio_median": statistics.median(values) / statistics.median(per["NCHW"]),
                        "studies": m["studies"], "threads": threads}
-                if name == "NHWC + kept memory":
+                if name in ("NHWC + kept memory", side):
                     row["target"] = ">= 1.5x"
                 rows.append(row)
             rows.append(_roofline_row(m, seen["NHWC + kept memory"], where, threads))

@@ -15,7 +15,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from .page import COLOURS, duration, headline_rows, verdict_kind
+from .page import COLOURS, headline_rows, verdict_kind
 
 THUMBNAIL = (560, 360)  # pixels, the largest a thumbnail may be
 CSS = """
@@ -126,7 +126,7 @@ def card(profile_dir: Path, run) -> str:
     facts = [f"report {m['reference_report']}" if m.get("reference_report") else None,
              m.get("profile"), m.get("dataset"),
              "seeds " + ", ".join(map(str, seeds)) if isinstance(seeds, list) and seeds else None,
-             duration(run.seconds) if run.finished else None, run.finished.replace("T", " ")[:16] or None]
+             run.time_text() if run.finished else None, run.finished.replace("T", " ")[:16] or None]
     parts = [f'<div class="thumb">{picture}</div><div class="body">',
              f'<h2><span>{esc(stem)}{" · " + esc(m["title"]) if m.get("title") else ""}</span>'
              f'<span class="pill {state}">{esc(run.status)}</span></h2>',

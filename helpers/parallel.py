@@ -94,7 +94,7 @@ def run_job(job: Job, threads: int | None = None, device: str | None = None) -> 
         run = fit(config, _data(job), progress=False)
     finally:
         torch.set_num_threads(before)  # the caller's own thread count back (--train-first runs here)
-    return {"label": job.label, "path": str(run.path), "cached": run.cached,
+    return {"label": job.label, "study": job.study, "path": str(run.path), "cached": run.cached,
             "seconds": round(time.perf_counter() - start, 1)}
 
 

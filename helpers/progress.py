@@ -170,12 +170,11 @@ def where(path: Path) -> str:
 
 def summary_table(results: list) -> str:
     """The runner's closing table: notebook, status, time, headline, verdict, report (PDF, else HTML)."""
-    from .page import duration
 
     rows = [("notebook", "status", "time", "headline (report)", "verdict", "report")]
     for r in results:
         report = r.pdf or r.html
-        rows.append((r.notebook, r.status, duration(r.seconds) if r.finished else "—", headline_text(r.metrics),
+        rows.append((r.notebook, r.status, r.time_text() if r.finished else "—", headline_text(r.metrics),
                      verdict_text(r.metrics), where(Path(r.folder) / report) if report else "—"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]

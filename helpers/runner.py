@@ -73,6 +73,13 @@ class Result:
     failed_source: str = ""       # the failing cell's code (its first lines)
     metrics: dict = field(default_factory=dict)  # metrics.json (helpers.page.write_metrics)
     finished: str = ""
+    train_seconds: float = 0.0    # its runs trained before it (--workers, --ray), summed over the runs
+
+    def time_text(self) -> str:
+        """How long it took: the notebook, plus the training of its runs when they were trained first."""
+        from .page import duration
+
+        return duration(self.seconds) + (f" + {duration(self.train_seconds)} training" if self.train_seconds else "")
 
     @property
     def ok(self) -> bool:
@@ -267,7 +274,7 @@ def export(result: Result, executed: Path, pdf: bool) -> None:
 
 
 def run_one(source: Path, profile: str, dataset: str, params: dict, out: Path,
-            timeout: int | None, pdf: bool, tag: str = "") -> Result:
+            timeout: int | None, pdf: bool, tag: str = "", train_seconds: float = 0.0) -> Result:
     """Execute one notebook, export it, record ``result.json``; failures become the Result."""
     folder = (out / profile / source.stem).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -276,7 +283,7 @@ def run_one(source: Path, profile: str, dataset: str, params: dict, out: Path,
     parameters = {"profile": profile, "output_dir": str(folder), **params}
     if dataset is not None:  # None leaves the notebook's default: the profile's own dataset
         parameters["dataset"] = dataset
-    result = Result(source.stem, "ok", folder=str(folder))
+    result = Result(source.stem, "ok", folder=str(folder), train_seconds=train_seconds)
     start = time.perf_counter()
     try:
         execute(source, executed, parameters, timeout, tag or source.stem)
@@ -341,12 +348,15 @@ def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None
         pdf = False
     out = Path(output) if output is not None else REPORTS_DIR
     check_output(out)
+    trained = {}  # study -> seconds its runs trained before the notebooks
     if train_first or workers > 1 or ray is not None:
         from helpers import parallel
         from helpers.profiles import STUDIES
 
         studies = [s for s in (p.stem.partition("_")[2] for p in paths) if s in STUDIES]
-        parallel.train_studies(studies, profile, dataset, params, workers, ray)
+        for run in parallel.train_studies(studies, profile, dataset, params, workers, ray):
+            if not run["cached"]:
+                trained[run["study"]] = round(trained.get(run["study"], 0) + run["seconds"], 1)
     results = []
     with kernel_env():
         ensure_kernel()
@@ -355,7 +365,8 @@ def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None
             print(f"{tag}: running (profile {profile}, dataset {dataset or 'the profile default'})", flush=True)
             if path.stem in fallbacks:
                 print(f"{tag}: {fallbacks[path.stem]}", flush=True)
-            result = run_one(path, profile, dataset, params, out, timeout, pdf, tag)
+            result = run_one(path, profile, dataset, params, out, timeout, pdf, tag,
+                             trained.get(path.stem.partition("_")[2], 0.0))
             print(f"{tag}: {result.status} in {result.seconds:.1f} s "
                   f"(+{result.export_seconds:.1f} s export)", flush=True)
             if result.error:

@@ -76,3 +76,15 @@ def test_bad_flag_combinations_are_rejected(argv):
     with pytest.raises(SystemExit) as exc:
         bench.main(argv)
     assert exc.value.code == 2
+
+
+def test_side_by_side_counts_the_slowest_process():
+    """cpu_path's side-by-side contender (what --workers auto does on a CPU): the processes run, and the
+    machine's throughput is n x the slowest one, so a process that lags cannot inflate it."""
+    from benchmarks import cpu_path
+
+    model = cpu_path.quick_models()[-1]  # SimpleCNN, the fastest to time
+    rates = [cpu_path._child("nhwc+kept", [model], 2, 1)[model["label"]] for _ in range(2)]
+    together = cpu_path.side_by_side([model], 2, 2)[model["label"]]
+    assert set(cpu_path.side_by_side([model], 2, 1)) == {model["label"]}
+    assert 0 < together <= 2 * max(rates) * 1.5  # two at once cannot beat two alone by much

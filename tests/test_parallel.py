@@ -97,6 +97,9 @@ def test_runner_trains_first_in_workers_then_runs_the_notebook(tmp_path, capsys,
     assert result.ok, result.error
     assert "Training 2 runs first, in 2 worker processes" in out and "[train 2/2]" in out
     assert out.index("[train 2/2]") < out.index("05_bn_ablation: running")
+    assert result.train_seconds > 0 and f"+ {result.time_text().split(' + ')[1]}" in out  # the summary table
+    index = (tmp_path / "smoke" / "index.html").read_text()
+    assert result.time_text() in index  # the card counts the training done before the notebook
     assert parallel.pending(parallel.plan(["bn_ablation"], "smoke", None, {})) == []  # a re-run starts no worker
 
 
