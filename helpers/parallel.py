@@ -165,7 +165,8 @@ def train_studies(studies: list[str], profile: str, dataset: str | None, params:
         if not jobs:
             return []
     where = (f"on the Ray cluster at {ray}" if ray not in (None, "local") else "on a local Ray cluster" if ray
-             else f"in {workers} worker processes" if workers > 1 else "in this process")
+             else f"in {workers} worker processes of {share(workers)} thread(s) each" if workers > 1
+             else "in this process")
     echo(f"Training {len(jobs)} runs first, {where}", flush=True)
     start = time.perf_counter()
     if ray is not None:
@@ -191,6 +192,11 @@ def _work(job: Job) -> dict:
     return run_job(job, _WORKER["threads"], _WORKER["device"])
 
 
+def share(workers: int) -> int:
+    """Torch threads per worker when ``workers`` share this machine's cores (at least 1)."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def train_local(jobs: list[Job], workers: int = 1, threads: int | None = None, echo=print) -> list[dict]:
     """Train ``jobs`` one after another (``workers=1``, in this process) or in ``workers`` processes,
     each with ``threads`` torch threads (default: the machine's cores shared out, at least 1) and, on
@@ -199,7 +205,7 @@ def train_local(jobs: list[Job], workers: int = 1, threads: int | None = None, e
 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, not {workers}")
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or share(workers)
     results = []
     if workers == 1:
         for job in jobs:
