@@ -1,7 +1,8 @@
 """Train the runs of several studies before their notebooks execute: in this process, side by side in
 worker processes, or as tasks on a Ray cluster. The notebooks then load every run from the run cache.
 
-    python -m helpers.runner --train-first                 # one after another, in this process
+    python -m helpers.runner                               # --workers auto: one worker per core without a GPU
+    python -m helpers.runner --train-first --workers 1     # one after another, in this process
     python -m helpers.runner --workers 2                   # 2 worker processes, each with its share of the cores
     python -m helpers.runner --ray auto                    # each run a Ray task (pip install -e .[cluster])
 
