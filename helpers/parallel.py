@@ -128,8 +128,7 @@ def auto_workers(profile: str, params: dict) -> int:
 def pending(jobs: list[Job]) -> list[Job]:
     """The jobs whose run is not in the run cache yet, longest first.
 
-    A run counts as cached when its folder has a manifest (``run.json``, written last); the worker or
-    notebook that loads it still checks every file. Longest first (images per epoch x epochs x
+    Cached is what ``fit`` would load (``train.cached``: complete, intact, not outdated). Longest first (images per epoch x epochs x
     forward FLOPs per image) so that no worker is left with one long run at the end: on the 9 quick
     runs, notebook order ended with one worker idle while the other trained.
     """
@@ -142,7 +141,7 @@ def pending(jobs: list[Job]) -> list[Job]:
     todo = []
     for job in jobs:
         data = _data(job)
-        if not (train.run_path(job.config, data, train.DATA_DIR) / "run.json").exists():
+        if not train.cached(job.config, data):
             c = job.config
             with torch.random.fork_rng():  # building a model draws from the global generator
                 model = build_model(c.model, num_classes=data.num_classes, width=c.width, **c.model_kwargs)

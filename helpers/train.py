@@ -279,6 +279,18 @@ def check_data(config: TrainConfig, data: Dataset) -> None:
 ENGINE = 2
 
 
+def cached(config: TrainConfig, data: Dataset, root: str | Path | None = None) -> bool:
+    """Whether :func:`fit` would load this run rather than train it: complete, intact and not outdated
+    (read only: a damaged or outdated run counts as not cached, and ``fit`` moves it aside). The
+    runner's workers train only the runs that are not (``parallel.pending``)."""
+    path = run_path(config, data, DATA_DIR if root is None else root)
+    try:
+        info = store.verify_run(path)
+    except store.DamagedRun:
+        return False
+    return info is not None and not outdated(config, info)
+
+
 def outdated(config: TrainConfig, info: dict) -> str | None:
     """Why a cached run no longer is what today's engine trains for its config, or None.
 

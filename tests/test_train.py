@@ -350,3 +350,19 @@ def test_cpu_runs_take_the_cpu_path(tmp_path, data):
     has_mallopt = platform.system() == "Linux" and hasattr(ctypes.CDLL(None), "mallopt")
     assert env["kept_freed_memory"] is has_mallopt and D.keep_freed_memory() is has_mallopt
     assert not D.channels_last(torch.device("cuda"), "fp32") and D.channels_last(torch.device("cuda"), "bf16")
+
+
+def test_cached_says_what_fit_would_load(tmp_path, data):
+    """train.cached (the runner's workers skip such runs) is fit's own test, read only: no folder, an
+    outdated engine or a damaged file means fit would train, so the run is not cached."""
+    config = TINY.replace(schedule="onecycle", step_per="batch", epochs=1)  # outdated under engine 1
+    assert not T.cached(config, data, root=tmp_path)
+    run = fit(config, data, root=tmp_path, progress=False)
+    assert T.cached(config, data, root=tmp_path)
+
+    def engine_1(info, path):
+        info.pop("engine")
+    rewrite_manifest(run.path, engine_1)
+    assert not T.cached(config, data, root=tmp_path)
+    (run.path / "final.pt").write_bytes(b"damaged")
+    assert not T.cached(config, data, root=tmp_path) and run.path.exists()  # read only: nothing moved
