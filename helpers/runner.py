@@ -95,6 +95,11 @@ def list_notebooks(notebooks_dir: str | Path | None = None) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.ipynb"))
 
 
+def study_of(path: Path) -> str:
+    """The study a notebook runs: its stem after the number (``01_stress_test`` -> ``stress_test``)."""
+    return path.stem.partition("_")[2]
+
+
 def resolve_notebook(name: str, stems: list[str]) -> str:
     """Map a stem, a number ("05" or "5") or a short name ("bn_ablation") to a notebook stem."""
     name = Path(name).stem if name.endswith(".ipynb") else name
@@ -167,7 +172,7 @@ def check_values(paths: list[Path], profile: str, dataset: str | None, params: d
 
     notes = {}
     for path in paths:
-        study = path.stem.partition("_")[2]
+        study = study_of(path)
         if study not in STUDIES:
             continue
         from helpers.profiles import setting_names, settings  # imports torch: only for the real notebooks
@@ -353,7 +358,7 @@ def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None
         from helpers import parallel
         from helpers.profiles import STUDIES
 
-        studies = [s for s in (p.stem.partition("_")[2] for p in paths) if s in STUDIES]
+        studies = [study_of(p) for p in paths if study_of(p) in STUDIES]
         for run in parallel.train_studies(studies, profile, dataset, params, workers, ray):
             if not run["cached"]:
                 trained[run["study"]] = round(trained.get(run["study"], 0) + run["seconds"], 1)
@@ -366,7 +371,7 @@ def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None
             if path.stem in fallbacks:
                 print(f"{tag}: {fallbacks[path.stem]}", flush=True)
             result = run_one(path, profile, dataset, params, out, timeout, pdf, tag,
-                             trained.get(path.stem.partition("_")[2], 0.0))
+                             trained.get(study_of(path), 0.0))
             print(f"{tag}: {result.status} in {result.seconds:.1f} s "
                   f"(+{result.export_seconds:.1f} s export)", flush=True)
             if result.error:
