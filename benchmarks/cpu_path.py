@@ -16,8 +16,8 @@ row reports the best round, with the median round beside it. Rows per thread set
 (``harness.cpu_threads``). ``--smoke``: one model, one round, 2 steps, 1 thread.
 
 Roofline, for the issue's "where a model already runs near the matmul peak, say so with the number":
-the kept-memory process also times a 2048x2048 fp32 matmul at the same thread count (the peak, as in
-``train_step``) and profiles one step (``torch.profiler``, self CPU time per op). Its row per model gives
+the kept-memory process also times ``train_step``'s peak (its 2048x2048 fp32 matmul) at the same
+thread count and profiles one step (``torch.profiler``, self CPU time per op). Its row per model gives
 the training FLOP/s (3 x forward FLOPs, ``helpers.instrument.flops``) against that peak, and the
 step's time shares: convolutions (forward and backward), batch norm, ReLU, everything else.
 """
@@ -43,6 +43,8 @@ STEPS = 4
 CHILD = """
 import json, sys, time
 import torch, torch.nn.functional as F
+from benchmarks.harness import CPU, block_seconds
+from benchmarks.train_step import _make_matmuls
 from helpers.device import keep_freed_memory
 from helpers.instrument import flops
 from helpers.models import build_model
@@ -53,10 +55,6 @@ def shares(events):
     out = {group: sum(t for k, t in self_us.items() if any(w in k for w in words)) / total
            for group, words in OPS.items()}
     return {**out, "other": 1 - sum(out.values())}
-def timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 path, models, steps, threads = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 if threads:
     torch.set_num_threads(threads)
@@ -88,10 +86,10 @@ for m in models:
         with torch.profiler.profile() as prof:
             step()
         out[m["label"] + " shares"] = shares(prof.key_averages())
-if path == "nhwc+kept":
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    a @ b
-    out["peak"] = max(2 * 2048**3 / timed(lambda: a @ b) for _ in range(3))
+if path == "nhwc+kept":  # train_step's peak: its largest fp32 matmul, at this process's threads
+    peak = list(_make_matmuls(CPU, None, smoke=False).values())[-1]
+    block_seconds(peak.run, CPU)
+    out["peak"] = max(peak.work / block_seconds(peak.run, CPU) for _ in range(3))
 print(json.dumps(out))
 """
 

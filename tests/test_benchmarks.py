@@ -88,3 +88,12 @@ def test_side_by_side_counts_the_slowest_process():
     together = cpu_path.side_by_side([model], 2, 2)[model["label"]]
     assert set(cpu_path.side_by_side([model], 2, 1)) == {model["label"]}
     assert 0 < together <= 2 * max(rates) * 1.5  # two at once cannot beat two alone by much
+
+
+def test_side_by_side_is_n_times_the_slower_process(monkeypatch):
+    from benchmarks import cpu_path
+
+    measured = iter([{"m": 100.0}, {"m": 80.0}, {"m": 90.0}])
+    monkeypatch.setattr(cpu_path, "_start", lambda *a: next(measured))
+    monkeypatch.setattr(cpu_path, "_result", lambda child: child)
+    assert cpu_path.side_by_side([{"label": "m"}], 2, 3) == {"m": 240.0}
