@@ -162,10 +162,9 @@ def ece_difference(a: Predictions, b: Predictions, bins: int = 15, *, level: flo
         diffs.append((np.abs(w @ gap["b"]).sum(1) - np.abs(w @ gap["a"]).sum(1)) / n)
     d = np.concatenate(diffs)
     ece_a, ece_b = (float(np.abs(gap[k].sum(0)).sum() / n) for k in ("a", "b"))
-    low, high = np.percentile(d, [50 * (1 - level), 50 * (1 + level)])
     p = min(1.0, max(2 * min((d <= 0).mean(), (d >= 0).mean()), 1 / n_boot))
-    return E.Paired(n=n, mean_a=ece_a, mean_b=ece_b, diff=ece_b - ece_a, ci=(float(low), float(high)), level=level,
-                    p_value=float(p), test=f"paired bootstrap over {n:,} test images ({n_boot:,} resamples)")
+    return E.Paired(n=n, mean_a=ece_a, mean_b=ece_b, diff=ece_b - ece_a, ci=E.percentile_interval(d, level),
+                    level=level, p_value=float(p), test=f"paired bootstrap over {n:,} test images ({n_boot:,} resamples)")
 
 
 def less_confident(a: Predictions, b: Predictions, level: float = 0.95) -> dict:

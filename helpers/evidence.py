@@ -32,7 +32,8 @@ from scipy import stats
 __all__ = ["VERDICTS", "Evidence", "Paired", "PairedProportions", "PairedValues", "SeedComparison", "SeedSummary",
            "compare_runs", "count_sentence", "describe", "epoch_variation", "format_count_interval", "format_diff",
            "format_interval",
-           "format_p", "over_seeds", "paired_over_seeds", "paired_proportions", "paired_values", "scale_text",
+           "format_p", "over_seeds", "paired_over_seeds", "paired_proportions", "paired_values", "percentile_interval",
+           "scale_text",
            "unpaired_means",
            "seed_figure", "verdict"]
 
@@ -128,11 +129,16 @@ def _boot_means(d: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndar
                            for s in range(0, n_boot, rows)])
 
 
+def percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` share of bootstrap ``samples``: the percentile interval (every bootstrap
+    here, and 02's ECE difference)."""
+    low, high = np.percentile(samples, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
 def _boot_ci(d: np.ndarray, level: float, n_boot: int, seed: int) -> tuple[float, float]:
     """Percentile interval of the mean of ``d`` from a seeded bootstrap."""
-    means = _boot_means(d, n_boot, np.random.default_rng(seed))
-    low, high = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
-    return float(low), float(high)
+    return percentile_interval(_boot_means(d, n_boot, np.random.default_rng(seed)), level)
 
 
 def paired_proportions(x_a, x_b, *, level: float = 0.95, n_boot: int = 10_000, seed: int = 0) -> PairedProportions:
@@ -196,13 +202,12 @@ def unpaired_means(x_a, x_b, *, level: float = 0.95, n_boot: int = 10_000, seed:
         raise ValueError(f"need two samples of at least 2 finite values, got {len(a)} and {len(b)}")
     rng = np.random.default_rng(seed)
     boots = _boot_means(b, n_boot, rng) - _boot_means(a, n_boot, rng)
-    low, high = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
     if np.ptp(a) == 0 and np.ptp(b) == 0:  # two constants: no spread to test against (scipy: 0 / 0)
         p = 1.0 if a[0] == b[0] else 0.0
     else:
         p = float(stats.ttest_ind(b, a, equal_var=False).pvalue)
     return Paired(n=len(a) + len(b), mean_a=float(a.mean()), mean_b=float(b.mean()), diff=float(b.mean() - a.mean()),
-                  ci=(float(low), float(high)), level=level, p_value=p,
+                  ci=percentile_interval(boots, level), level=level, p_value=p,
                   test=f"bootstrap of each sample + Welch's t-test, {len(b):,} and {len(a):,} items")
 
 
