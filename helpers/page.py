@@ -121,9 +121,11 @@ def box(kind: str, title: str, body_html: str, body_latex: str, plain: str, meta
 
 def title_block(title: str, reference_report: str | None, profile: str, dataset: str, seeds,
                 date_text: str | None = None, run_time: float | None = None,
-                dataset_note: str | None = None) -> Element:
+                dataset_note: str | None = None, training: str | None = None) -> Element:
     """The report's first lines (01-05): the study's title, then the reference report it reproduces,
-    profile, dataset, seeds, date and run time ("running…" until known). A ``dataset_note`` (why
+    profile, dataset, seeds, date and run time ("running…" until known), and ``training``, what its
+    runs took to train when known (the notebook may have loaded them, trained earlier or by the runner's
+    workers, so its own run time does not include it). A ``dataset_note`` (why
     a stand-in dataset was used) adds a banner under it. The exporter finds this element and uses
     its title for the PDF and HTML in place of nbconvert's file-name title."""
     seeds_text = ", ".join(map(str, seeds)) if isinstance(seeds, (list, tuple)) else str(seeds)
@@ -131,6 +133,8 @@ def title_block(title: str, reference_report: str | None, profile: str, dataset:
              ("Profile", profile), ("Dataset", dataset), ("Seeds", seeds_text),
              ("Date", date_text or date.today().isoformat()),
              ("Run time", duration(run_time) if run_time is not None else "running…")]
+    if training:
+        facts.append(("Training", training))
     cells = "".join(f'<span style="margin-right:1.6em"><span style="color:#666">{esc(k)}</span> '
                     f"<b>{esc(v)}</b></span>" for k, v in facts)
     page_html = (f'<div style="border-bottom:2px solid #333;padding-bottom:.4em;margin-bottom:.6em">'
@@ -250,8 +254,8 @@ def summary_box(headline=None, verdict: dict | None = None) -> Element:
 class Header:
     """A study's title block and summary box: shown at the top, completed at the end (01-05).
 
-    ``show()`` displays both with display ids; ``finish(headline, verdict)`` replaces them (run time,
-    filled summary) with ``update_display``, which nbclient/papermill also apply to the saved
+    ``show()`` displays both with display ids; ``finish(headline, verdict, runs)`` replaces them (run
+    time, the runs' training time, filled summary) with ``update_display``, which nbclient/papermill also apply to the saved
     notebook, so the exports show the final content. It returns the metrics.json fields it knows."""
 
     def __init__(self, title: str, reference_report: str | None, profile: str, dataset: str, seeds,
@@ -263,11 +267,11 @@ class Header:
         self.start = time.perf_counter()
         self.handles = None
 
-    def title(self, run_time=None) -> Element:
+    def title(self, run_time=None, training: str | None = None) -> Element:
         """The title block with the run time so far (None: "running…")."""
         i = self.info
         return title_block(i["title"], i["reference_report"], i["profile"], i["dataset"], i["seeds"],
-                           self.date, run_time, i["dataset_note"])
+                           self.date, run_time, i["dataset_note"], training)
 
     def show(self) -> None:
         """Display the title block and the placeholder summary box."""
@@ -276,11 +280,16 @@ class Header:
         self.start = time.perf_counter()
         self.handles = (display(self.title(), display_id=True), display(summary_box(), display_id=True))
 
-    def finish(self, headline: list, verdict: dict | None = None) -> dict:
-        """Fill in the summary and run time; return the metrics.json fields (see write_metrics)."""
+    def finish(self, headline: list, verdict: dict | None = None, runs: dict | None = None) -> dict:
+        """Fill in the summary, the run time and, given the study's ``runs`` (variant -> list of
+        ``helpers.train.Run``), their training time from their histories; return the metrics.json
+        fields (see write_metrics)."""
         seconds = round(time.perf_counter() - self.start, 1)
+        trained = [r for variant_runs in (runs or {}).values() for r in variant_runs]
+        training = (f"{duration(sum(float(r.history['seconds'].sum()) for r in trained))}, "
+                    f"{len(trained)} run{'s' * (len(trained) != 1)}") if trained else None
         if self.handles:
-            self.handles[0].update(self.title(seconds))
+            self.handles[0].update(self.title(seconds, training))
             self.handles[1].update(summary_box(headline, verdict))
         return {**self.info, "headline": list(headline), "verdict": verdict, "run_seconds": seconds}
 

@@ -284,7 +284,7 @@ else:
 # map is evidence about the model only as far as it beats a random map.
 
 # %% tags=["remove-cell"]
-metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict())
+metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict(), runs)
 energy = None if attention_table is None else {f"{m}_{g}": v for (m, g), v in attention_table["mean"].items()}
 page.write_metrics(output_dir, {**metrics, "test_acc": study.accuracies(S, preds), "smoothness": steady_metrics,
                                 "errors": errors.to_dict(orient="index"), "case_indices": case_idx.tolist(),

@@ -426,7 +426,7 @@ figs.table({"wrong in both": {"images": less["both wrong"], "CutMix less confide
 # removes: at 32x32 pixels some classes are hard to separate (the report's lobster and crab).
 
 # %% tags=["remove-cell"]
-metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict())
+metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict(), runs)
 page.write_metrics(output_dir, {
     **metrics, "epochs": S.train.epochs, "width": S.train.width,
     "test_acc_baseline": float(p0["baseline"].correct.mean()), "test_acc_cutmix": float(p0["cutmix"].correct.mean()),

@@ -347,7 +347,7 @@ figs.table(written.head(), "predictions_head", "Its first rows.", index=False)
 # runs that change the augmentation, which this study does not run.
 
 # %% tags=["remove-cell"]
-metrics = head.finish(B.summary_rows(S, single, tta), result.to_dict())
+metrics = head.finish(B.summary_rows(S, single, tta), result.to_dict(), runs)
 page.write_metrics(output_dir, {
     **metrics, "epochs": S.train.epochs, "width": S.train.width, "budget": budget,
     "parameters_width_1": counts["report's width (1)"], "parameters_this_run": list(counts.values())[1],

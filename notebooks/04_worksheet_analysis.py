@@ -357,7 +357,7 @@ figs.table(instrument.lr_readings(full_configs), "lr_readings",
 # of the curves, not their exact values.
 
 # %% tags=["remove-cell"]
-metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict())
+metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict(), runs)
 page.write_metrics(output_dir, {
     **metrics, "test_acc": study.accuracies(S, preds), "epochs": S.train.epochs, "width": S.train.width,
     "record_every": S.train.record_every, "macs_per_image": flop_totals["macs"], "flops_per_image": flop_totals["flops"],

@@ -264,7 +264,7 @@ figs.table({"training seconds": seconds, "seconds per epoch": {n: h["seconds"].m
 # both models at several learning rates and several seeds before declaring a winner.
 
 # %% tags=["remove-cell"]
-metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict())
+metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict(), runs)
 page.write_metrics(output_dir, {**metrics, "test_acc": study.accuracies(S, preds), "smoothness": steady_metrics,
                                 "rescued": moved["corrected"], "broken": moved["regressed"],
                                 "train_seconds": seconds, "epochs": S.train.epochs, "width": S.train.width}, figs)

@@ -218,6 +218,27 @@ def test_header_updates_its_displays_at_the_end(monkeypatch):
     title, summary = handles
     assert "running…" in title.objects[0].plain and "running…" not in title.objects[1].plain
     assert "Filled in" in summary.objects[0].plain and "85.75%" in summary.objects[1].plain
+    assert "Training" not in title.objects[1].plain  # no runs given: no training time claimed
+
+
+def test_title_block_gives_the_runs_training_time(monkeypatch):
+    """Runs trained before the notebook (the runner's workers, an earlier session) are not in its run
+    time: the title block adds what they took, from their histories' epoch seconds."""
+    from types import SimpleNamespace
+
+    handles = []
+
+    class Handle:
+        def update(self, obj):
+            handles.append(obj)
+
+    monkeypatch.setattr("IPython.display.display", lambda obj, display_id=None: Handle())
+    run = lambda *secs: SimpleNamespace(history=pd.DataFrame({"seconds": secs}))  # noqa: E731
+    head = page.Header("T", "000", "quick", "synthetic", [1, 2])
+    head.show()
+    head.finish(HEADLINE, VERDICT, {"plain": [run(60.0, 30.5), run(45.0)], "residual": [run(100.0), run(20.0)]})
+    assert "Training: 4 min 16 s, 4 runs" in handles[0].plain
+    assert "4 min 16 s, 4 runs" in handles[0].latex
 
 
 def test_plain_dataframe_display_gets_a_fitting_latex_repr():
