@@ -18,7 +18,7 @@ row reports the best round, with the median round beside it. Rows per thread set
 Roofline, for the issue's "where a model already runs near the matmul peak, say so with the number":
 the kept-memory process also times ``train_step``'s peak (its 2048x2048 fp32 matmul) at the same
 thread count and profiles one step (``torch.profiler``, self CPU time per op). Its row per model gives
-the training FLOP/s (3 x forward FLOPs, ``helpers.instrument.flops``) against that peak, and the
+the training FLOP/s (3 x forward FLOPs, ``helpers.models.flops``) against that peak, and the
 step's time shares: convolutions (forward and backward), batch norm, ReLU, everything else.
 """
 
@@ -36,7 +36,6 @@ from .harness import CPU, ROOT, cpu_threads, placement
 
 S = "cpu_path"
 CONTENDERS = {"NCHW": "before", "NHWC": "nhwc", "NHWC + kept memory": "nhwc+kept"}
-STUDIES = ["stress_test", "cutmix_study", "resnet_budget", "worksheet_analysis", "bn_ablation"]
 STEPS = 4
 
 # Runs in a fresh interpreter: argv = the path's name, models as JSON, steps, threads (0: default).
@@ -46,7 +45,7 @@ import torch, torch.nn.functional as F
 from benchmarks.harness import CPU, block_seconds
 from benchmarks.train_step import _make_matmuls
 from helpers.device import keep_freed_memory
-from helpers.instrument import flops
+from helpers.models import flops
 from helpers.models import build_model
 OPS = {"convolution": ("convolution",), "batch norm": ("batch_norm",), "ReLU": ("relu", "threshold", "clamp_min")}
 def shares(events):
@@ -96,10 +95,11 @@ print(json.dumps(out))
 
 def quick_models() -> list[dict]:
     """Each distinct (model, width, batch, options) the studies train at the quick profile."""
+    from helpers import studies
     from helpers.profiles import settings
 
     seen = {}
-    for study in STUDIES:
+    for study in studies.STUDIES:
         for name, (config, *_) in settings(study, "quick", dataset="synthetic").runs().items():
             label = f"{config.model} w{config.width:g} b{config.batch_size}" + \
                     "".join(f" {k}={v}" for k, v in sorted(config.model_kwargs.items()))

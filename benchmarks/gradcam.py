@@ -24,12 +24,13 @@ S, BATCH, WIDTH = "gradcam", 64, 0.25
 def _make_pair(images, labels, device: torch.device, threads: int | None) -> dict[str, Contender]:
     """One at a time, then batched: CAMs of every image, on one device/thread setting."""
     from helpers.cam import compute_cams  # imported when needed: it takes seconds
+    from helpers.models import Net
 
     model, n = random_model("resnet18_cifar", WIDTH, device), len(images)
     pair = {}
     for bs, label in [(1, "one image at a time"), (BATCH, f"batched ({BATCH})")]:
         def run(bs=bs, k=n):
-            compute_cams(model, images[:k], mean=CIFAR10_MEAN, std=CIFAR10_STD, targets=labels[:k], batch_size=bs)
+            compute_cams(Net(model, CIFAR10_MEAN, CIFAR10_STD), images[:k], targets=labels[:k], batch_size=bs)
 
         # Warm-up on a few images only: the one-at-a-time pass over 512 takes seconds.
         pair[f"Grad-CAM {label} ({placement(device, threads)})"] = Contender(

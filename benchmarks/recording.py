@@ -20,7 +20,7 @@ S, MODEL, WIDTH, BATCH = "recording", "resnet18_cifar", 0.25, 128
 
 def _make_training(images, labels, every: int):
     """One block: ``train_epoch`` over the images, recording every ``every`` steps (0: never)."""
-    from helpers.instrument import GradientRecorder, UpdateRecorder
+    from helpers.records import GradientRecorder, UpdateRecorder
     from helpers.config import TrainConfig
     from helpers.train import make_optimizer, make_scheduler, train_epoch
 

@@ -10,7 +10,7 @@ batch, and the loader alone on the same batches. The loader's share of step time
 seconds per batch over loader+model seconds per batch; the issue's target is <= 10%.
 
 Roofline: a square fp32 matmul's FLOP/s (``torch.matmul``, best block) stands in for the machine's
-peak; achieved training FLOP/s = 3 x forward FLOPs per image (``helpers.instrument.flops``) x
+peak; achieved training FLOP/s = 3 x forward FLOPs per image (``helpers.models.flops``) x
 images/s of the model alone; ``ratio`` is achieved / peak. Convolutions on 32x32 images and small
 channel counts reach a fraction of a big matmul's rate, so a ratio well below 1 is expected.
 
@@ -106,7 +106,7 @@ def _make_step_blocks(model: torch.nn.Module, steps: int, batch: int, device: to
 
 def _make_setting(device: torch.device, threads: int | None, smoke: bool, compile_: bool):
     """All contenders of one setting, the name of the peak matmul, the models' parts, the batch size."""
-    from helpers.instrument import flops
+    from helpers.models import flops
 
     batch = 16 if smoke else 128
     # Full width (the reports' models) except resnet18_cifar in smoke, where one width-1 step alone

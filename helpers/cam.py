@@ -56,7 +56,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, 
 from torch import nn
 
 from .loader import normalize
-from .models import last_conv
+from .models import Net, evaluating, last_conv
 
 __all__ = ["compute_cams", "energy_in_mask", "faithfulness", "overlay", "random_maps", "spread", "target_layer"]
 
@@ -97,12 +97,13 @@ def _targets(targets, n: int) -> list[int] | None:
     return classes
 
 
-def compute_cams(model: nn.Module, images_uint8, *, mean, std, targets=None, layer: nn.Module | None = None,
+def compute_cams(net: Net, images_uint8, *, targets=None, layer: nn.Module | None = None,
                  batch_size: int = 64) -> np.ndarray:
-    """Grad-CAM heatmaps, float32 N x H x W, each min-max scaled to [0, 1] (notebooks 01, 02).
+    """Grad-CAM heatmaps of a trained ``net``, float32 N x H x W, each min-max scaled to [0, 1]
+    (notebooks 01, 02).
 
-    ``images_uint8``: uint8 N,3,H,W (a ``Dataset``'s images), normalised with ``mean``/``std`` as in
-    training. ``targets``: the class each heatmap explains -- None: each image's predicted class; an
+    ``images_uint8``: uint8 N,3,H,W (a ``Dataset``'s images), normalised as in training
+    (``net.mean`` / ``net.std``). ``targets``: the class each heatmap explains -- None: each image's predicted class; an
     int: that class for every image; a sequence: one class per image. ``layer``: the module whose
     output is used (default :func:`target_layer`). Runs pytorch-grad-cam's ``GradCAM`` once per chunk
     of ``batch_size`` images, with one ``ClassifierOutputTarget`` per image, in fp32 (no autocast:
@@ -118,18 +119,19 @@ def compute_cams(model: nn.Module, images_uint8, *, mean, std, targets=None, lay
     classes = _targets(targets, n)
     if n == 0:
         return np.zeros((0, *images.shape[2:]), dtype=np.float32)
+    model = net.model
     layer = target_layer(model) if layer is None else layer
     device = next(model.parameters()).device
     params = list(model.parameters())
     saved = [(p.requires_grad, p.grad) for p in params]
-    was_training = model.training
     chunks = []
     try:
         for p in params:
             p.requires_grad_(False)
-        with torch.enable_grad(), GradCAM(model=model, target_layers=[layer], reshape_transform=_snapshot) as cam:
+        with evaluating(model), torch.enable_grad(), \
+                GradCAM(model=model, target_layers=[layer], reshape_transform=_snapshot) as cam:
             for start in range(0, n, batch_size):
-                x = normalize(images[start : start + batch_size].to(device), mean, std).requires_grad_(True)
+                x = normalize(images[start : start + batch_size].to(device), net.mean, net.std).requires_grad_(True)
                 chunk_targets = None if classes is None else [
                     ClassifierOutputTarget(c) for c in classes[start : start + batch_size]]
                 chunks.append(np.asarray(cam(input_tensor=x, targets=chunk_targets), dtype=np.float32))
@@ -137,7 +139,6 @@ def compute_cams(model: nn.Module, images_uint8, *, mean, std, targets=None, lay
         for p, (flag, grad) in zip(params, saved):
             p.requires_grad_(flag)
             p.grad = grad
-        model.train(was_training)
     if sum(len(c) for c in chunks) != n:
         # GradCAM.__exit__ swallows IndexError (printing a message), e.g. a class beyond the outputs.
         raise ValueError("pytorch-grad-cam failed on a chunk (IndexError): is a target class beyond the "
@@ -264,9 +265,9 @@ def _score_chunk(model, x, kinds: dict, classes: list[int] | None, percentiles) 
     return pd.DataFrame({k: np.asarray(v).ravel() for k, v in row.items()})
 
 
-def faithfulness(model: nn.Module, images_uint8, cams, targets=None, *, mean, std, masks=None,
-                 batch_size: int = 64, seed: int = 0, percentiles=(20, 40, 60, 80)) -> pd.DataFrame:
-    """How much each heatmap reflects what the model uses, one row per image (01, 02).
+def faithfulness(net: Net, images_uint8, cams, targets=None, *, masks=None, batch_size: int = 64, seed: int = 0,
+                 percentiles=(20, 40, 60, 80)) -> pd.DataFrame:
+    """How much each heatmap of a trained ``net`` reflects what its model uses, one row per image (01, 02).
 
     Scores from ``pytorch_grad_cam.metrics`` on the softmax probability of the map's target class
     (``targets`` as in :func:`compute_cams`; None: the predicted class), for the real map and for
@@ -308,19 +309,16 @@ def faithfulness(model: nn.Module, images_uint8, cams, targets=None, *, mean, st
     rand = random_maps(maps, seed=seed)
     kinds = {"": {"rank": _ranks(maps, rng), "value": maps.astype(np.float32)},
              "_random": {"rank": _ranks(rand, rng), "value": rand}}
-    device, was_training = next(model.parameters()).device, model.training
+    model = net.model
+    device = next(model.parameters()).device
     classes, rows = _targets(targets, len(images)), []
-    try:
-        model.eval()
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for start in range(0, len(images), batch_size):
-                part = slice(start, start + batch_size)
-                x = normalize(images[part].to(device), mean, std)
-                chunk = {kind: {k: v[part] for k, v in m.items()} for kind, m in kinds.items()}
-                rows.append(_score_chunk(model, x, chunk, None if classes is None else classes[part], percentiles))
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for start in range(0, len(images), batch_size):
+            part = slice(start, start + batch_size)
+            x = normalize(images[part].to(device), net.mean, net.std)
+            chunk = {kind: {k: v[part] for k, v in m.items()} for kind, m in kinds.items()}
+            rows.append(_score_chunk(model, x, chunk, None if classes is None else classes[part], percentiles))
     out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=FAITHFULNESS_COLUMNS[:-1])
     out["beats_random"] = (out["road"] > out["road_random"]) & (out["keep"] > out["keep_random"])
     if masks is not None:

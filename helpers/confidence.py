@@ -21,13 +21,10 @@ from scipy import stats
 from . import evidence as E
 from .evaluate import Predictions
 
-__all__ = ["REPORT_COUNTS", "THRESHOLDS", "accuracy_at_threshold", "calibration", "confidence_summary",
+__all__ = ["THRESHOLDS", "accuracy_at_threshold", "calibration", "confidence_summary",
            "confident_errors", "ece_difference", "less_confident", "risk_coverage", "wrong_by_confidence"]
 
 THRESHOLDS = (0.5, 0.7, 0.9, 0.99)  # report 001's confidence levels for "confidently wrong"
-# Report 001's wrong predictions of 10,000 test images (baseline, CutMix) at a confidence of at least
-# the key (0: all wrong answers): its Table 2.
-REPORT_COUNTS = {0.0: (3931, 2430), 0.9: (315, 44), 0.99: (54, 1)}
 
 
 def wrong_by_confidence(preds: Predictions, thresholds: Sequence[float] = THRESHOLDS) -> pd.Series:
@@ -107,7 +104,8 @@ def _label(t: float) -> str:
 
 
 def confident_errors(preds_a: list, preds_b: list, names: tuple[str, str] = ("A", "B"),
-                     thresholds=(0.0, *THRESHOLDS), seed: int = 0) -> tuple[pd.DataFrame, dict]:
+                     thresholds=(0.0, *THRESHOLDS), reported: dict | None = None,
+                     seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Report 001's confident-error counts (315 -> 44 wrong with >= 90% confidence), each with its
     uncertainty (02). ``preds_a`` / ``preds_b``: one :class:`Predictions` per training seed, on the same
     test images. Per threshold t (0: every wrong answer), the test images a model gets wrong with
@@ -115,8 +113,10 @@ def confident_errors(preds_a: list, preds_b: list, names: tuple[str, str] = ("A"
     p (:func:`helpers.evidence.paired_proportions`); several: the per-seed counts, their mean
     difference, t-interval and paired t-test (:func:`helpers.evidence.paired_over_seeds`).
 
-    Returns (a table with one row per threshold and the report's counts of 10,000 images where it
-    gives them, a JSON-ready dict: threshold -> the comparison's ``to_dict()``)."""
+    ``reported``: threshold -> the report's (A, B) counts of 10,000 test images, shown in a last
+    column where given (02: report 001's Table 2, ``cutmix_study.STUDY.reported``).
+    Returns (a table with one row per threshold, a JSON-ready dict: threshold -> the comparison's
+    ``to_dict()``)."""
     if len(preds_a) != len(preds_b) or not preds_a:
         raise ValueError(f"give one Predictions per seed on both sides, got {len(preds_a)} and {len(preds_b)}")
     rows, out = {}, {}
@@ -131,10 +131,11 @@ def confident_errors(preds_a: list, preds_b: list, names: tuple[str, str] = ("A"
             r = E.paired_over_seeds([int(w.sum()) for w in wa], [int(w.sum()) for w in wb])
             a, b, diff, ci = np.mean(r.values_a), np.mean(r.values_b), r.mean, E.format_interval(r.ci)
             test = r.test
-        report = REPORT_COUNTS.get(float(t))
         rows[_label(t)] = {names[0]: a, names[1]: b, "difference (images)": diff, "95% interval": ci,
-                           "p": E.format_p(r.p_value), "test": test,
-                           "report 001 (of 10,000)": f"{report[0]:,} -> {report[1]:,}" if report else "—"}
+                           "p": E.format_p(r.p_value), "test": test}
+        if reported is not None:
+            report = reported.get(float(t))
+            rows[_label(t)]["report (of 10,000)"] = f"{report[0]:,} -> {report[1]:,}" if report else "—"
         out[f"{t:g}"] = r.to_dict()
     return pd.DataFrame(rows).T, out
 

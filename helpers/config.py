@@ -61,8 +61,6 @@ class TrainConfig:
     compile: bool = False              # torch.compile the model (opt-in; GPU)
 
     RUNTIME_FIELDS = ("device", "compile")
-    # Fields added after runs were first cached: left out of the key at their default, so those runs keep their folder.
-    LATER_FIELDS = {"record_every": 0, "drop_last": False, "precision": "fp32"}
 
     def __post_init__(self):
         check_config(self)
@@ -79,9 +77,6 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         for name in self.RUNTIME_FIELDS:
             d.pop(name)
-        for name, default in self.LATER_FIELDS.items():
-            if d[name] == default:
-                d.pop(name)
         d["milestones"] = list(d["milestones"])
         return d
 

@@ -2,30 +2,28 @@
 
 Plain torch / NumPy / pandas, one small function per question a notebook asks:
 
-- :func:`predict` -- softmax probabilities of a model over a uint8 image tensor (01, 02, 03, 05)
-- :func:`accuracy`, :func:`per_class_accuracy`, :func:`confusion`, :func:`confusion_difference`
-  -- the tables of every notebook (02 and 03 compare two confusion matrices)
+- :func:`predict` -- softmax probabilities of a trained net over a uint8 image tensor (01, 02, 03, 05)
+- :func:`per_class_accuracy`, :func:`confusion`, :func:`confusion_difference` -- the tables of every
+  notebook (05 compares two confusion matrices)
 - :func:`failures`, :func:`pick_diverse` -- the most confident mistakes, and a few of them that
   cover different error types (01 picks its three canonical failures, 02 its five)
 - :func:`embed`, :func:`nearest_train_classes`, :func:`case_table` -- measured evidence for each
   studied failure: its nearest training images in the model's feature space (01, 02)
-- :func:`rescued`, :func:`broken`, :func:`compare_cases` -- what changed between model A and
-  model B on the same images (02: baseline vs CutMix; 01: plain vs residual)
-- :func:`epochs_to_reach` -- convergence speed from a training history (05)
+- :func:`rescued`, :func:`broken`, :func:`compare_cases`, :func:`migration` -- what changed between
+  model A and model B on the same images: the images B *rescued* (A wrong, B right) and *broke* (A
+  right, B wrong) (02: baseline vs CutMix; 01: plain vs residual; 05: without vs with BatchNorm)
+- :func:`epochs_to_reach` -- convergence speed from a training history (04, 05)
 - :data:`TTA_VIEWS` and ``predict(..., views=...)`` -- test-time augmentation (03)
-- :func:`migration`, :func:`train_val_gap` -- where test samples moved between two models, and
-  the train-validation gap of a history (02); :func:`val_test_table`, :func:`split_shift` -- each
-  model's accuracy on validation against test images, and what separates the two splits (02);
-  how confident a model is when it is wrong lives in :mod:`helpers.confidence`
 
-Conventions: "index" always means the position of a sample in the evaluated image tensor. Every
-array argument may be a NumPy array, a torch tensor (any device) or a list; results are NumPy
-arrays or pandas DataFrames on the CPU.
+How confident a model is when it is wrong lives in :mod:`helpers.confidence`. Conventions: "index"
+always means the position of a sample in the evaluated image tensor. A *net* is a trained
+``helpers.train.Run`` or any ``helpers.models.Net`` (a model with the mean and std its inputs are
+normalised with). Every array argument may be a NumPy array, a torch tensor (any device) or a
+list; results are NumPy arrays or pandas DataFrames on the CPU.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -35,33 +33,13 @@ import torch
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-from .loader import normalize
 from .device import autocast
+from .loader import normalize
+from .models import Net, evaluating
 
-__all__ = [
-    "CHANGES",
-    "Predictions",
-    "TTA_VIEWS",
-    "accuracy",
-    "migration",
-    "train_val_gap",
-    "split_shift",
-    "val_test_table",
-    "broken",
-    "case_table",
-    "compare_cases",
-    "confusion",
-    "confusion_difference",
-    "embed",
-    "epochs_to_reach",
-    "failures",
-    "nearest_train_classes",
-    "per_class_accuracy",
-    "pick_diverse",
-    "predict",
-    "rescued",
-    "top_confusion",
-]
+__all__ = ["CHANGES", "Predictions", "TTA_VIEWS", "broken", "case_table", "compare_cases", "confusion",
+           "confusion_difference", "embed", "epochs_to_reach", "failures", "migration", "nearest_train_classes",
+           "per_class_accuracy", "pick_diverse", "predict", "rescued"]
 
 
 def _np(x, dtype=None) -> np.ndarray:
@@ -127,14 +105,15 @@ class Predictions:
         return self.labels
 
 
-def predict(model: nn.Module, images, labels=None, *, mean, std, batch_size: int = 500,
-            views: Sequence[str] = ("original",), precision: str = "fp32") -> Predictions:
-    """Softmax predictions of ``model`` on uint8 ``images`` (N,3,H,W), in batches (01, 02, 03, 05).
+def predict(net: Net, images, labels=None, *, batch_size: int = 500, views: Sequence[str] = ("original",),
+            precision: str = "fp32") -> Predictions:
+    """Softmax predictions of a trained ``net`` on uint8 ``images`` (N,3,H,W), in batches (01, 02, 03, 05).
 
-    Each batch goes to the model's device, is normalised with :func:`helpers.loader.normalize`
-    (``mean``/``std`` as in training) and run under ``torch.no_grad()`` in fp32, as every report
-    evaluated (``precision="bf16"``: bf16 autocast, CUDA only); probabilities are taken in float32. The model runs in eval mode; its previous train/eval mode is restored afterwards.
-    The result does not depend on ``batch_size`` (beyond float rounding on a GPU).
+    Each batch goes to the model's device, is normalised as in training (``net.mean`` / ``net.std``,
+    :func:`helpers.loader.normalize`) and run under ``torch.no_grad()`` in eval mode and fp32, as
+    every report evaluated (``precision="bf16"``: bf16 autocast, CUDA only); probabilities are taken
+    in float32. The model's train/eval mode is restored afterwards. The result does not depend on
+    ``batch_size`` (beyond float rounding on a GPU).
 
     ``views`` names test-time augmentations from :data:`TTA_VIEWS`; with more than one, the
     softmax is averaged over the views (03's TTA). Each batch is transformed as a whole.
@@ -151,22 +130,18 @@ def predict(model: nn.Module, images, labels=None, *, mean, std, batch_size: int
         labels = _np(labels, np.int64).ravel()
         if len(labels) != len(images):
             raise ValueError(f"{len(labels)} labels for {len(images)} images")
+    model = net.model
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     chunks = []
-    try:
-        with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                x = normalize(images[start : start + batch_size].to(device, non_blocking=True), mean, std)
-                probs = 0
-                for view in views:
-                    with autocast(device, precision):
-                        logits = model(TTA_VIEWS[view](x))
-                    probs = probs + logits.float().softmax(dim=1)
-                chunks.append((probs / len(views)).cpu())
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = normalize(images[start : start + batch_size].to(device, non_blocking=True), net.mean, net.std)
+            probs = 0
+            for view in views:
+                with autocast(device, precision):
+                    logits = model(TTA_VIEWS[view](x))
+                probs = probs + logits.float().softmax(dim=1)
+            chunks.append((probs / len(views)).cpu())
     if not chunks:
         raise ValueError("no images to predict")
     probs = torch.cat(chunks).numpy()
@@ -176,14 +151,6 @@ def predict(model: nn.Module, images, labels=None, *, mean, std, batch_size: int
 
 
 # --- accuracy tables -----------------------------------------------------------------------------
-
-
-def accuracy(pred, labels) -> float:
-    """Fraction of ``pred`` equal to ``labels`` (all notebooks)."""
-    pred, labels = _labels_1d(pred, labels)
-    if len(pred) == 0:
-        raise ValueError("accuracy of zero samples is undefined")
-    return float((pred == labels).mean())
 
 
 def per_class_accuracy(pred, labels, num_classes: int) -> np.ndarray:
@@ -273,10 +240,11 @@ def pick_diverse(failures_df: pd.DataFrame, k: int = 3) -> pd.DataFrame:
     return df.loc[picked].sort_values("confidence", ascending=False, kind="stable")
 
 
-def embed(model: nn.Module, images, *, mean, std, batch_size: int = 500) -> np.ndarray:
-    """What the model's classifier sees: the input of its last ``nn.Linear`` layer (the pooled
+def embed(net: Net, images, *, batch_size: int = 500) -> np.ndarray:
+    """What the net's classifier sees: the input of its last ``nn.Linear`` layer (the pooled
     features), L2-normalised, float32 N x D (01, 02's case tables). Eval mode, fp32, no gradients;
     the model's train/eval mode is restored."""
+    model = net.model
     last = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not last:
         raise ValueError(f"{type(model).__name__} has no Linear layer to read features from")
@@ -284,15 +252,12 @@ def embed(model: nn.Module, images, *, mean, std, batch_size: int = 500) -> np.n
     device = next(model.parameters()).device
     chunks = []
     hook = last[-1].register_forward_pre_hook(lambda _, inputs: chunks.append(inputs[0].detach().float().cpu()))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with evaluating(model), torch.no_grad():
             for start in range(0, len(images), batch_size):
-                model(normalize(images[start : start + batch_size].to(device), mean, std))
+                model(normalize(images[start : start + batch_size].to(device), net.mean, net.std))
     finally:
         hook.remove()
-        model.train(was_training)
     feats = torch.cat(chunks) if chunks else torch.zeros(0, last[-1].in_features)
     return torch.nn.functional.normalize(feats.flatten(1), dim=1).numpy()
 
@@ -363,7 +328,7 @@ def broken(a: Predictions, b: Predictions) -> np.ndarray:
 
 
 CHANGES = (
-    "corrected",
+    "rescued",
     "broken",
     "unchanged (right)",
     "still wrong, now another class",
@@ -378,7 +343,7 @@ def _change(right_a: bool, right_b: bool, pred_a: int, pred_b: int, conf_a: floa
     if right_a:
         return "broken"
     if right_b:
-        return "corrected"
+        return "rescued"
     if pred_a != pred_b:
         return "still wrong, now another class"
     return "still wrong, more confident" if conf_b > conf_a else "still wrong, less confident"
@@ -391,7 +356,7 @@ def compare_cases(indices, a: Predictions, b: Predictions, classes: Sequence[str
     pred_a_name, conf_a, pred_b, pred_b_name, conf_b, change``; ``conf_*`` is each model's
     probability of its own predicted class. ``change`` is exactly one of :data:`CHANGES`:
 
-    - ``"corrected"``: A wrong, B right
+    - ``"rescued"``: A wrong, B right
     - ``"broken"``: A right, B wrong
     - ``"unchanged (right)"``: both right
     - ``"still wrong, now another class"``: both wrong, with different predicted classes
@@ -416,67 +381,19 @@ def compare_cases(indices, a: Predictions, b: Predictions, classes: Sequence[str
 
 
 def migration(a: Predictions, b: Predictions) -> dict:
-    """Where samples moved from model A to model B (02): counts of ``corrected`` (A wrong, B
-    right), ``regressed`` (A right, B wrong), ``net`` (corrected - regressed), ``still_wrong``
-    (both wrong) and, of those, ``still_wrong_less_confident`` (B's confidence in its predicted
-    class below A's) with its ``share_less_confident``."""
-    corrected, regressed = len(rescued(a, b)), len(broken(a, b))  # both check the pairing
+    """Where samples moved from model A to model B (02, 05): counts of ``rescued`` (A wrong, B
+    right), ``broken`` (A right, B wrong), ``net`` (rescued - broken), ``still_wrong`` (both wrong)
+    and, of those, ``still_wrong_less_confident`` (B's confidence in its predicted class below A's)
+    with its ``share_less_confident``."""
+    n_rescued, n_broken = len(rescued(a, b)), len(broken(a, b))  # both check the pairing
     both_wrong = ~a.correct & ~b.correct
     less = int((both_wrong & (b.conf < a.conf)).sum())
     n_wrong = int(both_wrong.sum())
-    return dict(corrected=corrected, regressed=regressed, net=corrected - regressed, still_wrong=n_wrong,
+    return dict(rescued=n_rescued, broken=n_broken, net=n_rescued - n_broken, still_wrong=n_wrong,
                 still_wrong_less_confident=less, share_less_confident=less / n_wrong if n_wrong else float("nan"))
 
 
 # --- training histories --------------------------------------------------------------------------
-
-
-def train_val_gap(history_df: pd.DataFrame) -> float:
-    """Train minus validation accuracy at the last epoch (02). Note the train accuracy is measured
-    on augmented (and, with CutMix, mixed) batches during the epoch, as the report's was."""
-    last = history_df.iloc[-1]
-    return float(last["train_acc"] - last["val_acc"])
-
-
-SHIFTS = {
-    "synthetic": "On the synthetic data the two splits differ on purpose: most training (and so validation) "
-                 "images of a class sit on that class's background texture and tint, while test backgrounds "
-                 "are random. A model that loses more from validation to test leans more on the background.",
-    "other": "On this data the validation and test images are drawn from the same kind of images, with no "
-             "designed difference between them: a drop from validation to test is not a measure of reliance "
-             "on the background here, only of how the two samples differ.",
-}
-
-
-def split_shift(data) -> str:
-    """What separates the validation from the test images on this data (02's validation-to-test table):
-    the synthetic source (the one with object masks) shifts the backgrounds between them by design;
-    for any other data (CIFAR, a folder) the drop measures no particular cue."""
-    return SHIFTS["synthetic" if getattr(data, "test_masks", None) is not None else "other"]
-
-
-def val_test_table(val: dict, test: dict, seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    """Each model's accuracy on the validation and on the test images, and how much it loses from the
-    one to the other, with intervals (02). ``val`` / ``test``: model name -> :class:`Predictions` on
-    each split, two models, the same images for both. Per model: validation minus test accuracy in
-    points with :func:`helpers.evidence.unpaired_means` (the splits share no images); a last row:
-    the second model's drop minus the first's (per-image paired differences on each split).
-    Returns (the table, a JSON-ready dict of the comparisons)."""
-    from . import evidence as E
-
-    (na, va), (nb, vb) = val.items()
-    ta, tb = test[na], test[nb]
-    comparisons = {na: E.unpaired_means(ta.correct, va.correct, seed=seed),
-                   nb: E.unpaired_means(tb.correct, vb.correct, seed=seed),
-                   f"{nb} - {na}": E.unpaired_means(tb.correct.astype(int) - ta.correct,
-                                                    vb.correct.astype(int) - va.correct, seed=seed)}
-    rows = {name: {"validation acc (%)": 100 * r.mean_b, "test acc (%)": 100 * r.mean_a,
-                   "validation - test (points)": 100 * r.diff,
-                   "95% interval": E.format_interval((100 * r.ci[0], 100 * r.ci[1])), "p": E.format_p(r.p_value)}
-            for name, r in comparisons.items()}
-    last = rows[f"{nb} - {na}"]
-    last["validation acc (%)"], last["test acc (%)"] = math.nan, math.nan
-    return pd.DataFrame(rows).T, {name: r.to_dict() for name, r in comparisons.items()}
 
 
 def epochs_to_reach(history_df: pd.DataFrame, threshold: float, column: str = "val_acc") -> int | None:
@@ -492,11 +409,3 @@ def epochs_to_reach(history_df: pd.DataFrame, threshold: float, column: str = "v
         return None
     row = reached[0]
     return int(history_df["epoch"].iloc[row]) if "epoch" in history_df.columns else int(row) + 1
-
-
-def top_confusion(cm) -> tuple[int, int, int]:
-    """The most frequent confusion of a confusion matrix: (true class, predicted class, count) (01)."""
-    off = np.asarray(cm).astype(float).copy()
-    np.fill_diagonal(off, -1)
-    t, p = np.unravel_index(off.argmax(), off.shape)
-    return int(t), int(p), int(np.asarray(cm)[t, p])

@@ -30,12 +30,9 @@ import pandas as pd
 from scipy import stats
 
 __all__ = ["VERDICTS", "Evidence", "Paired", "PairedProportions", "PairedValues", "SeedComparison", "SeedSummary",
-           "compare_runs", "count_sentence", "describe", "epoch_variation", "format_count_interval", "format_diff",
-           "format_interval",
-           "format_p", "over_seeds", "paired_over_seeds", "paired_proportions", "paired_values", "percentile_interval",
-           "scale_text",
-           "unpaired_means",
-           "seed_figure", "verdict"]
+           "accuracy_interval", "compare_runs", "describe", "epoch_variation", "format_count_interval", "format_diff",
+           "format_interval", "format_p", "over_seeds", "paired_over_seeds", "paired_proportions", "paired_values",
+           "percentile_interval", "scale_text", "unpaired_means", "seed_figure", "verdict"]
 
 VERDICTS = ("same direction, significant", "same direction, not significant at this scale",
             "no detectable difference", "opposite direction, significant")
@@ -209,6 +206,13 @@ def unpaired_means(x_a, x_b, *, level: float = 0.95, n_boot: int = 10_000, seed:
     return Paired(n=len(a) + len(b), mean_a=float(a.mean()), mean_b=float(b.mean()), diff=float(b.mean() - a.mean()),
                   ci=percentile_interval(boots, level), level=level, p_value=p,
                   test=f"bootstrap of each sample + Welch's t-test, {len(b):,} and {len(a):,} items")
+
+
+def accuracy_interval(correct, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of one test accuracy, in % (``scipy.stats.binomtest``) (01-05)."""
+    correct = np.asarray(correct, dtype=bool)
+    ci = stats.binomtest(int(correct.sum()), len(correct)).proportion_ci(level, method="exact")
+    return 100 * ci.low, 100 * ci.high
 
 
 # --- over training seeds ---------------------------------------------------------------------------
@@ -444,14 +448,6 @@ def describe(ev: Evidence) -> str:
     if ev.verdict != VERDICTS[0]:
         text += f" Scale of this run: {scale_text(ev.scale)}."
     return f"{text} {ev.note}".strip()
-
-
-def count_sentence(r: PairedProportions, what: str) -> str:
-    """A count comparison in images (02): "wrong with >= 90% confidence: 315 -> 44 of 10,000 test
-    images (-271, 95% interval [-290, -252], p < 0.001, exact McNemar)"."""
-    c = r.counts()
-    return (f"{what}: {c['a']:,} -> {c['b']:,} of {r.n:,} test images ({c['diff']:+,}, {r.level:.0%} interval "
-            f"[{c['ci'][0]:+,.0f}, {c['ci'][1]:+,.0f}], {format_p(r.p_value)}, exact McNemar)")
 
 
 # --- figure and per-epoch variation -------------------------------------------------------------------

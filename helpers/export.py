@@ -10,6 +10,9 @@ Called by the runner (``helpers.runner``) after each notebook, into the executed
 - ``<stem>-code.html``: the executed notebook as it ran, code included (the ``.ipynb`` itself is the
   other with-code export).
 
+Also the pairing of the source notebooks with their py:percent scripts (``python -m helpers.runner
+--sync``, jupytext), which strips their outputs.
+
 Title: a notebook that displays ``helpers.page.title_block`` gets that title in the HTML ``<title>``
 and the PDF's metadata, and nbconvert's own LaTeX title page line (``\\maketitle`` with the file
 name and today's date) is left out, since the title block already says it. A notebook without one
@@ -21,6 +24,11 @@ from __future__ import annotations
 import copy
 import shutil
 from pathlib import Path
+
+import nbformat
+from jinja2 import DictLoader
+from nbconvert import HTMLExporter, PDFExporter
+from traitlets.config import Config
 
 REPORT_TAGS = {"remove_cell_tags": {"remove-cell"}, "remove_input_tags": {"remove-input"},
                "remove_all_outputs_tags": {"remove-output"}}
@@ -55,8 +63,6 @@ PDF_TEMPLATE = r"""((* extends 'index.tex.j2' *))
 
 def report_config():
     """nbconvert settings of the report export: no code, no prompts, tagged cells removed."""
-    from traitlets.config import Config
-
     c = Config()
     c.TemplateExporter.exclude_input = True
     c.TemplateExporter.exclude_input_prompt = True
@@ -79,8 +85,6 @@ def own_title(nb) -> str | None:
 
 def read(executed: Path):
     """The executed notebook, its title (or None) and nbconvert resources for its folder."""
-    import nbformat
-
     nb = nbformat.read(executed, as_version=4)
     title = own_title(nb)
     if title:
@@ -94,8 +98,6 @@ def read(executed: Path):
 def export_html(executed: Path) -> Path:
     """Write the report ``<stem>.html`` (no code; figures embedded as data URIs) next to the
     executed notebook."""
-    from nbconvert import HTMLExporter
-
     nb, resources = read(executed)
     body, _ = HTMLExporter(config=report_config()).from_notebook_node(nb, resources)
     target = executed.with_suffix(".html")
@@ -105,8 +107,6 @@ def export_html(executed: Path) -> Path:
 
 def export_code_html(executed: Path) -> Path:
     """Write ``<stem>-code.html``: the executed notebook with its code, as it ran."""
-    from nbconvert import HTMLExporter
-
     nb, resources = read(executed)
     body, _ = HTMLExporter().from_notebook_node(nb, resources)
     target = executed.with_name(f"{executed.stem}-code.html")
@@ -122,9 +122,6 @@ def pdf_engine_missing() -> list[str]:
 def export_pdf(executed: Path) -> Path:
     """Write the report ``<stem>.pdf`` (no code) next to the executed notebook via nbconvert's
     LaTeX route (xelatex)."""
-    from jinja2 import DictLoader
-    from nbconvert import PDFExporter
-
     exporter = PDFExporter(config=report_config(), template_file="reports.tex.j2",
                            extra_loaders=[DictLoader({"reports.tex.j2": PDF_TEMPLATE})])
     nb, resources = read(executed)
@@ -132,3 +129,29 @@ def export_pdf(executed: Path) -> Path:
     target = executed.with_suffix(".pdf")
     target.write_bytes(body)
     return target
+
+
+# --- jupytext pairing ---------------------------------------------------------------------------
+
+def strip_outputs(path: Path) -> bool:
+    """Remove outputs and execution counts from a notebook file; return True if it changed."""
+    nb = nbformat.read(path, as_version=4)
+    dirty = [c for c in nb.cells if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    for cell in dirty:
+        cell.outputs, cell.execution_count = [], None
+    if dirty:
+        nbformat.write(nb, path)
+    return bool(dirty)
+
+
+def sync_notebooks(notebooks_dir: str | Path) -> list[Path]:
+    """Pair every notebook with a py:percent script and sync them (the newer file wins, as in
+    ``jupytext --sync``), then strip outputs from the .ipynb; return the notebooks touched."""
+    from jupytext.cli import jupytext  # a development extra (pip install -e '.[test]')
+
+    paths = sorted(Path(notebooks_dir).glob("*.ipynb"))
+    for path in paths:
+        # Sync before stripping: stripping rewrites the .ipynb, making it the newer file.
+        jupytext(["--set-formats", "ipynb,py:percent", "--sync", str(path)])
+        strip_outputs(path)
+    return paths

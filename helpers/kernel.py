@@ -20,8 +20,12 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import zmq
+from ipykernel.kernelspec import install
 from jupyter_client import AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 from traitlets import Unicode
+from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = "python3"
@@ -45,8 +49,6 @@ def kernel_is_ours(spec) -> bool:
 
 def find_kernel():
     """Return the kernelspec papermill would get for KERNEL, or None when there is none."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
     try:
         return KernelSpecManager().get_kernel_spec(KERNEL)
     except NoSuchKernel:
@@ -56,9 +58,6 @@ def find_kernel():
 def install_env_kernel() -> None:
     """Register KERNEL in sys.prefix for this interpreter (``ipykernel install --sys-prefix``)
     unless a spec there already runs it."""
-    from ipykernel.kernelspec import install
-    from jupyter_client.kernelspec import KernelSpec
-
     folder = Path(sys.prefix, "share", "jupyter", "kernels", KERNEL)
     if (folder / "kernel.json").is_file() and kernel_is_ours(KernelSpec.from_resource_dir(str(folder))):
         return
@@ -124,9 +123,6 @@ class LoggedKernelManager(AsyncKernelManager):
 def quiet_kernel(log_file: Path) -> dict:
     """papermill engine options: the kernel's own output goes to ``log_file``; encrypted channels
     where possible (see the module docstring)."""
-    import zmq
-    from traitlets.config import Config
-
     config = Config({"LoggedKernelManager": {"log_file": str(log_file)}})
     if zmq.has("curve"):  # "auto": encrypt when the kernelspec declares support, else as before
         config.KernelManager.transport_encryption = "auto"

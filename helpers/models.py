@@ -15,15 +15,14 @@ asserted in tests/test_models.py.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from dataclasses import dataclass
 
+import pandas as pd
 import torch
 from torch import nn
-from torchvision.models import resnet18
+from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models.resnet import BasicBlock
-
-if TYPE_CHECKING:  # pandas is imported where it is used: models load without it
-    import pandas as pd
 
 
 def scale(channels: int, width: float) -> int:
@@ -141,18 +140,10 @@ def resnet18_cifar(num_classes: int = 10, width: float = 1.0) -> CifarResNet:
     """ResNet-18 for CIFAR (reports 001 and 003; notebooks 02 and 04): 11,173,962 parameters.
 
     Identical in structure and parameter names to ``torchvision.models.resnet18`` with its stem
-    replaced by a 3x3 stride-1 conv and the max-pool removed (see :func:`torchvision_resnet18_cifar`,
-    which tests compare against); built here so the width multiplier applies.
+    replaced by a 3x3 stride-1 conv and the max-pool removed (tests/test_models.py compares the two);
+    built here so the width multiplier applies.
     """
     return CifarResNet([2, 2, 2, 2], [64, 128, 256, 512], [1, 2, 2, 2], 64, num_classes, width)
-
-
-def torchvision_resnet18_cifar(num_classes: int = 10) -> nn.Module:
-    """torchvision's ResNet-18 with the CIFAR stem, the reference :func:`resnet18_cifar` matches."""
-    model = resnet18(num_classes=num_classes)
-    model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-    model.maxpool = nn.Identity()
-    return model
 
 
 def BudgetResNet(num_classes: int = 10, width: float = 1.0) -> CifarResNet:  # noqa: N802 (a model name)
@@ -211,15 +202,68 @@ def build_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
     return MODELS[name](num_classes=num_classes, **kwargs)
 
 
+@dataclass(eq=False)
+class Net:
+    """A model and the per-channel ``mean`` / ``std`` (in [0, 1] units) its input images are normalised
+    with: what predicting, Grad-CAM and feature extraction need (``helpers.evaluate``, ``helpers.cam``).
+    A trained ``helpers.train.Run`` is one, so a notebook calls ``predict(run, images)``."""
+
+    model: nn.Module
+    mean: tuple
+    std: tuple
+
+
+@contextmanager
+def evaluating(model: nn.Module):
+    """Eval mode inside the block, the model's previous train/eval mode restored after it (every
+    function that runs a model without training it: predictions, Grad-CAM, FLOPs, summaries)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (notebooks 03 and 04 report it against a budget)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def parameters_by_part(model: nn.Module) -> "pd.Series":
-    """Parameters of each top-level part of a model (stem, stages, classifier) (03's budget check)."""
-    import pandas as pd
+def flops(model: nn.Module, input_size=(3, 32, 32)) -> tuple[pd.DataFrame, dict]:
+    """FLOPs of one image's forward pass, per layer and in total, counted by ``torch.utils.flop_counter``
+    (04's compute tables; the runner orders training jobs by them).
 
+    The counter reports one multiply-add as 2 FLOPs; the table gives both FLOPs and MACs
+    (multiply-accumulates = FLOPs / 2). Report 003's "0.5567 GFLOPs" for ResNet-18 is in MACs. Only
+    convolutions and matrix products are counted: BatchNorm, ReLU, pooling and the residual additions
+    are memory-bound and add well under 1%. Returns ``(table, totals)``: one row per layer that does
+    compute, in forward order, with ``layer`` (module name), ``type``, ``flops``, ``macs``, ``share``
+    (of the total) and ``params``; ``totals``: ``flops``, ``macs``, ``params``, ``flops_per_param``.
+    The model runs once in eval mode on a zero image (on its device).
+    """
+    device = next(model.parameters()).device
+    with evaluating(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_size, device=device))
+    counts = counter.get_flop_counts()
+    prefix = type(model).__name__ + "."
+    rows = []
+    for name, module in model.named_modules():  # definition order = forward order here
+        if not name or any(True for _ in module.children()):
+            continue
+        n = sum(counts.get(prefix + name, {}).values())
+        if n:
+            rows.append(dict(layer=name, type=type(module).__name__, flops=int(n), macs=int(n) // 2,
+                             params=sum(p.numel() for p in module.parameters())))
+    table = pd.DataFrame(rows)
+    total = int(counter.get_total_flops())
+    table["share"] = table["flops"] / total
+    params = count_parameters(model)
+    return table, dict(flops=total, macs=total // 2, params=params, flops_per_param=total / params)
+
+
+def parameters_by_part(model: nn.Module) -> pd.Series:
+    """Parameters of each top-level part of a model (stem, stages, classifier) (03's budget check)."""
     return pd.Series({name: count_parameters(child) for name, child in model.named_children()
                       if count_parameters(child)}, name="parameters")
 
@@ -235,7 +279,7 @@ def last_conv(model: nn.Module) -> nn.Module:
 MB = 1024 ** 2
 
 
-def summary(model: nn.Module, input_size=(3, 32, 32)) -> tuple["pd.DataFrame", dict]:
+def summary(model: nn.Module, input_size=(3, 32, 32)) -> tuple[pd.DataFrame, dict]:
     """A layer table and memory estimate in the style of torchsummary (03, 04).
 
     Forward hooks record, for every module that is not a container (``nn.Sequential``,
@@ -245,8 +289,6 @@ def summary(model: nn.Module, input_size=(3, 32, 32)) -> tuple["pd.DataFrame", d
     output twice: the activation and its gradient), ``params`` and ``total``. In-place layers
     (a ReLU with ``inplace=True``) are listed but add no memory: their output is their input.
     """
-    import pandas as pd
-
     rows, hooks = [], []
 
     def hook(module, inputs, output):
@@ -260,16 +302,13 @@ def summary(model: nn.Module, input_size=(3, 32, 32)) -> tuple["pd.DataFrame", d
     for module in model.modules():
         if module is not model and not isinstance(module, (nn.Sequential, nn.ModuleList)):
             hooks.append(module.register_forward_hook(hook))
-    was_training = model.training
     device = next(model.parameters()).device
     try:
-        model.eval()
-        with torch.no_grad():
+        with evaluating(model), torch.no_grad():
             model(torch.zeros(1, *input_size, device=device))
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     table = pd.DataFrame(rows)
     activations = int(table.loc[~table["in_place"], "_size"].sum())
     params = count_parameters(model)

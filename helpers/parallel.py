@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
+import torch
+
+from . import DATA_DIR, store, train
 from .config import TrainConfig
+from .kernel import ROOT
+from .models import build_model, flops
+from .profiles import setting_names, settings
 
 RAY_EXCLUDES = ["data/", "reports/", ".venv/", ".git/", "benchmarks/results/", "docs/", "*.ipynb"]
 
@@ -48,15 +54,11 @@ class Job:
         return f"{self.config.name} seed {self.config.seed}"
 
     def settings(self):
-        from .profiles import settings
-
         return settings(self.study, self.profile, dataset=self.dataset, **dict(self.overrides))
 
 
 def plan(studies: list[str], profile: str, dataset: str | None, params: dict) -> list[Job]:
     """Every run the given studies' notebooks train, once each, in notebook order (runner --train-first)."""
-    from .profiles import setting_names, settings
-
     jobs, seen = [], set()
     for study in studies:
         overrides = tuple(sorted((k, v) for k, v in params.items() if k in setting_names(study)))
@@ -83,16 +85,12 @@ def _data(job: Job):
 def run_job(job: Job, threads: int | None = None, device: str | None = None) -> dict:
     """Train (or load) one run in this process; ``threads``: torch intra-op threads for it;
     ``device``: where to train (e.g. "cuda:1"; not part of the run's identity)."""
-    import torch
-
-    from .train import fit
-
     config = job.config if device is None else job.config.replace(device=device)
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
     start = time.perf_counter()
     try:
-        run = fit(config, _data(job), progress=False)
+        run = train.fit(config, _data(job), progress=False)
     finally:
         torch.set_num_threads(before)  # the caller's own thread count back (--train-first runs here)
     return {"label": job.label, "study": job.study, "path": str(run.path), "cached": run.cached,
@@ -113,8 +111,6 @@ def auto_workers(profile: str, params: dict) -> int:
     before); on MPS, one. At the smoke profile, one: its runs take a second, less than a worker's start
     (``parallel`` benchmark: 8 smoke runs 6.2 s in one process, 8.6 s in 2 workers).
     """
-    import torch
-
     if profile == "smoke":
         return 1
     if params.get("device", "auto") != "cpu":
@@ -132,12 +128,6 @@ def pending(jobs: list[Job]) -> list[Job]:
     forward FLOPs per image) so that no worker is left with one long run at the end: on the 9 quick
     runs, notebook order ended with one worker idle while the other trained.
     """
-    import torch
-
-    from . import train
-    from .instrument import flops
-    from .models import build_model
-
     todo = []
     for job in jobs:
         data = _data(job)
@@ -201,8 +191,6 @@ def train_local(jobs: list[Job], workers: int = 1, threads: int | None = None, e
     """Train ``jobs`` one after another (``workers=1``, in this process) or in ``workers`` processes,
     each with ``threads`` torch threads (default: the machine's cores shared out, at least 1) and, on
     a machine with several GPUs, a GPU of its own."""
-    import torch
-
     if workers < 1:
         raise ValueError(f"workers must be >= 1, not {workers}")
     threads = threads or share(workers)
@@ -239,8 +227,6 @@ def _ray_task(job: Job, threads: int, ship: bool) -> dict:
 def receive(result: dict, root: Path) -> None:
     """Put a run shipped back by a Ray task into the local run cache (unless it is there already):
     files into a temporary folder, checked against the run's manifest, then renamed into place."""
-    from . import store
-
     folder = root / "runs" / Path(result["path"]).name
     if folder.is_dir() and store.verify_run(folder) is not None:
         return
@@ -256,11 +242,9 @@ def connect(address: str | None = "auto", **init_kwargs) -> None:
     """Join (``address``: "auto" or a cluster address) or start (None) a Ray cluster, with this project
     as the job's working directory, uploaded to every node (data, reports and the venv left out)."""
     try:
-        import ray
+        import ray  # an optional extra (pip install -e '.[cluster]')
     except ImportError:
         raise ImportError("--ray needs Ray: pip install -e '.[cluster]'") from None
-    from .kernel import ROOT
-
     ray.init(address=address, runtime_env={"working_dir": str(ROOT), "excludes": RAY_EXCLUDES},
              log_to_driver=False, **init_kwargs)
 
@@ -274,9 +258,7 @@ def train_ray(jobs: list[Job], address: str | None = "auto", threads: int = 1, w
     ``worker_data``: the run store the tasks use (default: ``HELPERS_DATA`` when set, which a cluster
     with a shared disk sees on every node; else each node's own ``data/`` in Ray's copy of the
     project). Unless it is this process's own store, each task ships its run back (:func:`receive`)."""
-    import ray
-
-    from . import DATA_DIR
+    import ray  # an optional extra, installed with the cluster dependencies
 
     if not ray.is_initialized():
         connect(address)

@@ -1,4 +1,4 @@
-"""What the runner prints: progress while a notebook runs, and the summary table at the end (runner).
+"""What the runner prints: progress while a notebook runs, where it failed, and the summary table (runner).
 
 Progress comes from nbclient's cell hooks (``on_cell_start``, ``on_cell_executed``), which papermill
 passes through as engine options, and from the notebook's printed lines (papermill's
@@ -22,8 +22,14 @@ import threading
 import time
 from pathlib import Path
 
+import nbformat
+from papermill.exceptions import PapermillExecutionError
+
+from .page import headline_rows
+
 SLOW = 5.0        # seconds: plain mode reports cells at least this slow
 HEARTBEAT = 60.0  # seconds: plain mode says a long cell is still running this often
+FAILED_LINES = 15  # lines of a failing cell kept for the index page
 
 
 def clock(seconds: float) -> str:
@@ -140,12 +146,47 @@ class Progress:
         return False
 
 
+# --- a failed notebook ----------------------------------------------------------------------
+
+def source_cell(executed_index: int, source_nb) -> int:
+    """Map a cell index in papermill's output (which has the injected cell) to a 1-based
+    position in the source notebook, the way a reader counts cells; 0 means the injected cell."""
+    tagged = [i for i, c in enumerate(source_nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    injected = tagged[0] + 1 if tagged else 0
+    if executed_index == injected:
+        return 0
+    return executed_index + (0 if executed_index > injected else 1)
+
+
+def describe_failure(err: Exception, source: Path, executed: Path) -> tuple[str, str, str]:
+    """Return (status, one-paragraph message, the cell's first lines) for a failed run: the
+    message names the cell, its first line and the error."""
+    if isinstance(err, PapermillExecutionError):
+        index, code, what = err.cell_index, err.source, f"{err.ename}: {err.evalue}"
+    else:  # timeout, dead kernel...: blame the last cell papermill started
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        what, index, code = f"{type(err).__name__}: {first_line}", None, ""
+        if executed.exists():
+            cells = nbformat.read(executed, as_version=4).cells
+            started = [i for i, c in enumerate(cells)
+                       if c.metadata.get("papermill", {}).get("start_time")]
+            if started:
+                index, code = started[-1], cells[started[-1]].source
+    if index is None:
+        return "failed", what, ""
+    number = source_cell(index, nbformat.read(source, as_version=4))
+    cell = f"cell {number}" if number else "the injected parameters cell"
+    first = next((line for line in code.splitlines() if line.strip()), "")
+    lines = code.strip().splitlines()
+    shown = "\n".join(lines[:FAILED_LINES] + ([f"... ({len(lines) - FAILED_LINES} more lines)"]
+                                             if len(lines) > FAILED_LINES else []))
+    return f"failed at {cell}", f"{what}\n    {cell}: {first}", shown
+
+
 # --- the summary table ------------------------------------------------------------------------
 
 def headline_text(metrics: dict, width: int = 42) -> str:
     """The first headline number beside the report's: "test acc plain 85.75% (report 92.06%)"."""
-    from .page import headline_rows
-
     rows = headline_rows(metrics.get("headline") if isinstance(metrics.get("headline"), list) else None)
     if not rows:
         return "—"

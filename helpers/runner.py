@@ -34,25 +34,30 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .export import export_code_html, export_html, export_pdf, pdf_engine_missing
+import nbformat
+import papermill
+from papermill.cli import _resolve_type  # private, but papermill is pinned and a test checks it
+
+from . import parallel, studies
+from .export import export_code_html, export_html, export_pdf, pdf_engine_missing, sync_notebooks
 from .index import read_metrics, write_index
 from .kernel import (KERNEL, ROOT, UsageError, ensure_kernel, find_kernel,  # noqa: F401 (API)
                      kernel_env, kernel_is_ours, quiet_kernel)
-from .progress import Progress, summary_table
+from .page import duration
+from .profiles import PROFILES, check_dataset, setting_names, settings
+from .progress import Progress, describe_failure, source_cell, summary_table
+from .screenshots import take_screenshots
 
 NOTEBOOKS_DIR = ROOT / "notebooks"
 REPORTS_DIR = ROOT / "reports"
 # Parameters the runner always sets itself; -p may not override them (use the options instead).
 RUNNER_PARAMS = {"profile": "--profile", "dataset": "--dataset", "output_dir": "--output"}
-FAILED_LINES = 15  # lines of a failing cell kept for the index page
 PDF_HINT = ("PDF skipped: xelatex/pandoc not found (install: apt-get install texlive-xetex "
             "texlive-fonts-recommended texlive-plain-generic pandoc)")
 
 
 def parse_value(text: str):
     """Parse a -p value the way papermill's CLI does: True/False/None/int/float, else the string."""
-    from papermill.cli import _resolve_type  # private, but papermill is pinned and a test checks it
-
     return _resolve_type(text)
 
 
@@ -77,8 +82,6 @@ class Result:
 
     def time_text(self) -> str:
         """How long it took: the notebook, plus the training of its runs when they were trained first."""
-        from .page import duration
-
         return duration(self.seconds) + (f" + {duration(self.train_seconds)} training" if self.train_seconds else "")
 
     @property
@@ -95,11 +98,6 @@ def list_notebooks(notebooks_dir: str | Path | None = None) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.ipynb"))
 
 
-def study_of(path: Path) -> str:
-    """The study a notebook runs: its stem after the number (``01_stress_test`` -> ``stress_test``)."""
-    return path.stem.partition("_")[2]
-
-
 def resolve_notebook(name: str, stems: list[str]) -> str:
     """Map a stem, a number ("05" or "5") or a short name ("bn_ablation") to a notebook stem."""
     name = Path(name).stem if name.endswith(".ipynb") else name
@@ -112,8 +110,6 @@ def resolve_notebook(name: str, stems: list[str]) -> str:
 
 def notebook_params(path: Path) -> dict:
     """Return the parameters declared in the notebook's ``parameters`` cell (papermill's view)."""
-    import papermill
-
     return papermill.inspect_notebook(str(path))
 
 
@@ -130,10 +126,8 @@ def check_params(path: Path, params: dict) -> None:
                              f"(valid: {', '.join(declared)})")
 
 
-def plan(names, profile: str, params: dict, notebooks_dir) -> list[Path]:
+def choose_notebooks(names, profile: str, params: dict, notebooks_dir) -> list[Path]:
     """Validate the whole request before anything runs; return the notebook paths to execute."""
-    from helpers.profiles import PROFILES  # imported here: it pulls in torch (seconds)
-
     if profile not in PROFILES:
         raise UsageError(f"unknown profile {profile!r} (valid: {', '.join(PROFILES)})")
     folder = Path(notebooks_dir or NOTEBOOKS_DIR)
@@ -147,39 +141,19 @@ def plan(names, profile: str, params: dict, notebooks_dir) -> list[Path]:
     return paths
 
 
-def check_dataset(dataset: str) -> str:
-    """Return ``--dataset`` ready for the kernels, or raise UsageError; a folder: path is made
-    absolute, since each notebook runs in its own folder."""
-    from helpers.profiles import DATASETS
-
-    if dataset.startswith("folder:"):
-        raw = dataset[len("folder:"):]
-        path = Path(raw).expanduser()
-        if not raw.strip() or not path.exists():
-            raise UsageError(f"--dataset {dataset}: no such file or folder")
-        return f"folder:{path.resolve()}"
-    if dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {dataset!r} (valid: {', '.join(DATASETS)})")
-    return dataset
-
-
 def check_values(paths: list[Path], profile: str, dataset: str | None, params: dict) -> dict[str, str]:
     """Give each study notebook's settings, -p values included, to helpers.profiles.settings, as the
     notebook's first cell will: a bad value (-p epochs -1, -p seeds x) fails here rather than in a
     kernel. Returns, per notebook, the one-line note of a study that falls back to the synthetic
     stand-in ("auto" data without CIFAR), for the runner to announce."""
-    from helpers.profiles import STUDIES
-
     notes = {}
     for path in paths:
-        study = study_of(path)
-        if study not in STUDIES:
+        study = studies.for_notebook(path.stem)
+        if study is None:
             continue
-        from helpers.profiles import setting_names, settings  # imports torch: only for the real notebooks
-
-        names = setting_names(study)
+        names = setting_names(study.name)
         try:
-            s = settings(study, profile, dataset=dataset, **{k: v for k, v in params.items() if k in names})
+            s = settings(study.name, profile, dataset=dataset, **{k: v for k, v in params.items() if k in names})
         except ValueError as err:
             raise UsageError(f"{path.stem}: {err}") from None
         if s.data_choice.fell_back:
@@ -207,50 +181,9 @@ def clear_previous(folder: Path, stem: str) -> None:
     shutil.rmtree(folder / "figures", ignore_errors=True)
 
 
-def source_cell(executed_index: int, source_nb) -> int:
-    """Map a cell index in papermill's output (which has the injected cell) to a 1-based
-    position in the source notebook, the way a reader counts cells; 0 means the injected cell."""
-    tagged = [i for i, c in enumerate(source_nb.cells) if "parameters" in c.metadata.get("tags", [])]
-    injected = tagged[0] + 1 if tagged else 0
-    if executed_index == injected:
-        return 0
-    return executed_index + (0 if executed_index > injected else 1)
-
-
-def describe_failure(err: Exception, source: Path, executed: Path) -> tuple[str, str, str]:
-    """Return (status, one-paragraph message, the cell's first lines) for a failed run: the
-    message names the cell, its first line and the error."""
-    import nbformat
-    from papermill.exceptions import PapermillExecutionError
-
-    if isinstance(err, PapermillExecutionError):
-        index, code, what = err.cell_index, err.source, f"{err.ename}: {err.evalue}"
-    else:  # timeout, dead kernel...: blame the last cell papermill started
-        first_line = (str(err).strip().splitlines() or [""])[0]
-        what, index, code = f"{type(err).__name__}: {first_line}", None, ""
-        if executed.exists():
-            cells = nbformat.read(executed, as_version=4).cells
-            started = [i for i, c in enumerate(cells)
-                       if c.metadata.get("papermill", {}).get("start_time")]
-            if started:
-                index, code = started[-1], cells[started[-1]].source
-    if index is None:
-        return "failed", what, ""
-    number = source_cell(index, nbformat.read(source, as_version=4))
-    cell = f"cell {number}" if number else "the injected parameters cell"
-    first = next((line for line in code.splitlines() if line.strip()), "")
-    lines = code.strip().splitlines()
-    shown = "\n".join(lines[:FAILED_LINES] + ([f"... ({len(lines) - FAILED_LINES} more lines)"]
-                                             if len(lines) > FAILED_LINES else []))
-    return f"failed at {cell}", f"{what}\n    {cell}: {first}", shown
-
-
 def execute(source: Path, target: Path, parameters: dict, timeout: int | None, tag: str) -> None:
     """Run one notebook with papermill into ``target`` (kernel python3, cwd = notebook folder),
     showing its progress; the kernel's own output goes to ``kernel.log`` beside ``target``."""
-    import nbformat
-    import papermill
-
     source_nb = nbformat.read(source, as_version=4)
     with Progress(tag, source_nb, lambda index: source_cell(index, source_nb)) as progress:
         papermill.execute_notebook(
@@ -278,7 +211,7 @@ def export(result: Result, executed: Path, pdf: bool) -> None:
         result.error = f"{result.error}\n    {message}" if result.error else message
 
 
-def run_one(source: Path, profile: str, dataset: str, params: dict, out: Path,
+def run_one(source: Path, profile: str, dataset: str | None, params: dict, out: Path,
             timeout: int | None, pdf: bool, tag: str = "", train_seconds: float = 0.0) -> Result:
     """Execute one notebook, export it, record ``result.json``; failures become the Result."""
     folder = (out / profile / source.stem).resolve()
@@ -336,16 +269,17 @@ def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None
     the request is invalid; notebook failures are in the Results.
     """
     params = dict(params or {})
-    paths = plan(names, profile, params, notebooks_dir)
+    paths = choose_notebooks(names, profile, params, notebooks_dir)
     if timeout is not None and not timeout > 0:
         raise UsageError(f"--timeout must be a positive number of seconds, not {timeout}")
     if dataset is not None:
-        dataset = check_dataset(dataset)
+        try:
+            dataset = check_dataset(dataset)
+        except ValueError as err:
+            raise UsageError(f"--dataset: {err}") from None
     fallbacks = check_values(paths, profile, dataset, params)
     if workers == "auto":
-        from helpers.parallel import auto_workers
-
-        workers = auto_workers(profile, params)
+        workers = parallel.auto_workers(profile, params)
     elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UsageError(f"--workers must be a positive integer or auto, not {workers}")
     if pdf and pdf_engine_missing():
@@ -355,60 +289,43 @@ def run_notebooks(names=None, profile: str = "quick", dataset: str | None = None
     check_output(out)
     trained = {}  # study -> seconds its runs trained before the notebooks
     if train_first or workers > 1 or ray is not None:
-        from helpers import parallel
-        from helpers.profiles import STUDIES
-
-        studies = [study_of(p) for p in paths if study_of(p) in STUDIES]
-        for run in parallel.train_studies(studies, profile, dataset, params, workers, ray):
-            if not run["cached"]:
-                trained[run["study"]] = round(trained.get(run["study"], 0) + run["seconds"], 1)
-    results = []
+        trained = train_runs(paths, profile, dataset, params, workers, ray)
     with kernel_env():
         ensure_kernel()
-        for i, path in enumerate(paths, 1):
-            tag = f"[{i}/{len(paths)}] {path.stem}"
-            print(f"{tag}: running (profile {profile}, dataset {dataset or 'the profile default'})", flush=True)
-            if path.stem in fallbacks:
-                print(f"{tag}: {fallbacks[path.stem]}", flush=True)
-            result = run_one(path, profile, dataset, params, out, timeout, pdf, tag,
-                             trained.get(study_of(path), 0.0))
-            print(f"{tag}: {result.status} in {result.seconds:.1f} s "
-                  f"(+{result.export_seconds:.1f} s export)", flush=True)
-            if result.error:
-                print(f"    {result.error}", flush=True)
-            results.append(result)
+        results = [run_announced(path, f"[{i}/{len(paths)}] {path.stem}", fallbacks.get(path.stem), trained,
+                                 profile=profile, dataset=dataset, params=params, out=out, timeout=timeout, pdf=pdf)
+                   for i, path in enumerate(paths, 1)]
     index = write_index(out / profile, load_runs(out / profile, list_notebooks(notebooks_dir)))
     print("\n" + summary_table(results))
     print(f"\nindex: {index.resolve()}")
     return results
 
 
-# --- jupytext pairing ---------------------------------------------------------------------------
-
-def strip_outputs(path: Path) -> bool:
-    """Remove outputs and execution counts from a notebook file; return True if it changed."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    dirty = [c for c in nb.cells if c.cell_type == "code" and (c.outputs or c.execution_count)]
-    for cell in dirty:
-        cell.outputs, cell.execution_count = [], None
-    if dirty:
-        nbformat.write(nb, path)
-    return bool(dirty)
+def train_runs(paths: list[Path], profile: str, dataset: str | None, params: dict, workers: int,
+               ray: str | None) -> dict[str, float]:
+    """Train every run the notebooks' studies need first (``helpers.parallel``); return, per study,
+    the seconds its runs trained (runs loaded from the cache count nothing)."""
+    names = [study.name for study in map(studies.for_notebook, (p.stem for p in paths)) if study is not None]
+    trained: dict[str, float] = {}
+    for run in parallel.train_studies(names, profile, dataset, params, workers, ray):
+        if not run["cached"]:
+            trained[run["study"]] = round(trained.get(run["study"], 0) + run["seconds"], 1)
+    return trained
 
 
-def sync_notebooks(notebooks_dir: str | Path | None = None) -> list[Path]:
-    """Pair every notebook with a py:percent script and sync them (the newer file wins, as in
-    ``jupytext --sync``), then strip outputs from the .ipynb; return the notebooks touched."""
-    from jupytext.cli import jupytext
-
-    paths = sorted(Path(notebooks_dir or NOTEBOOKS_DIR).glob("*.ipynb"))
-    for path in paths:
-        # Sync before stripping: stripping rewrites the .ipynb, making it the newer file.
-        jupytext(["--set-formats", "ipynb,py:percent", "--sync", str(path)])
-        strip_outputs(path)
-    return paths
+def run_announced(path: Path, tag: str, fallback: str | None, trained: dict, **options) -> Result:
+    """:func:`run_one` with a line before it (what runs, and a fallback to the stand-in data) and after
+    it (status and time, the error if any)."""
+    print(f"{tag}: running (profile {options['profile']}, dataset {options['dataset'] or 'the profile default'})",
+          flush=True)
+    if fallback:
+        print(f"{tag}: {fallback}", flush=True)
+    study = studies.for_notebook(path.stem)
+    result = run_one(path, tag=tag, train_seconds=trained.get(study.name, 0.0) if study else 0.0, **options)
+    print(f"{tag}: {result.status} in {result.seconds:.1f} s (+{result.export_seconds:.1f} s export)", flush=True)
+    if result.error:
+        print(f"    {result.error}", flush=True)
+    return result
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -421,8 +338,7 @@ def parser() -> argparse.ArgumentParser:
                     "to <output>/<profile>/.")
     p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
                    help="stem, number (05) or short name (bn_ablation); default: all notebooks")
-    # Spelled out rather than read from helpers.profiles, which imports torch; a test keeps it true.
-    p.add_argument("--profile", default="quick", help="smoke, quick (default) or full")
+    p.add_argument("--profile", default="quick", help=f"{', '.join(PROFILES)} (default quick)")
     p.add_argument("--dataset", default=None,
                    help="auto, synthetic, cifar10, cifar100 or folder:PATH (default: the profile's dataset: "
                         "auto for quick and full, i.e. the report's CIFAR when it is in data/ or can be "
@@ -458,16 +374,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def list_command(notebooks_dir) -> None:
-    """Print each notebook's stem and its parameters with their defaults."""
+    """Print each notebook: the study it runs and the report behind it, then its parameters with their
+    defaults."""
     for stem in list_notebooks(notebooks_dir):
         declared = notebook_params(Path(notebooks_dir or NOTEBOOKS_DIR) / f"{stem}.ipynb")
-        print(f"{stem}: " + ", ".join(f"{k}={v['default']}" for k, v in declared.items()))
+        study = studies.for_notebook(stem)
+        about = f" (study {study.name}, report {study.report})" if study else " (no study)"
+        print(f"{stem}{about}: " + ", ".join(f"{k}={v['default']}" for k, v in declared.items()))
 
 
 def screenshots_command(args, cli) -> int:
     """--screenshots DIR: pictures of existing reports for the README."""
-    from .screenshots import take_screenshots
-
     profile_dir = Path(args.output or REPORTS_DIR) / args.profile
     notebook = None
     if args.notebooks:
@@ -511,7 +428,7 @@ def main(argv=None) -> int:
         return 0
     if args.sync:
         try:
-            sync_notebooks(args.notebooks_dir)
+            sync_notebooks(args.notebooks_dir or NOTEBOOKS_DIR)
         except ImportError:
             cli.error("--sync needs jupytext (pip install jupytext)")
         return 0

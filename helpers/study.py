@@ -1,62 +1,48 @@
-"""What every study notebook does with its runs (01-05): train them for every seed, predict the test
-split, and set the headline against the reference report.
+"""What every study notebook does (01-05): set itself up, train its runs for every seed, predict
+the test split, and set the headline against the reference report.
 
-    S = settings("bn_ablation", profile, seeds=seeds)
-    data = S.load_data()
+    S, data, head, figs = study.begin("bn_ablation", output_dir, profile=profile, seeds=seeds, ...)
     runs = study.train(S, data)                      # variant -> one Run per seed (the run cache)
     preds = study.predict(runs, data, S)             # variant -> one Predictions per seed
-    ev = study.evidence(S, preds)                    # the headline comparison (helpers.evidence)
-    head.finish(study.headline(S, study.accuracies(S, preds)), ev.to_dict())
+    result = study.test_against_report(S, preds, data, figs)   # table, verdict box, its paragraph
+    page.write_metrics(output_dir, study.finish(head, S, preds, result, runs), figs)
 
-``HEADLINES`` holds each report's headline comparison: the two variants it compares and the
-numbers it gives. The figures that show one model's failures or Grad-CAMs use the first seed.
+Each study's headline (the two variants it compares and the report's numbers) is its
+``Study.headline`` (``helpers.studies``). Figures of one model's failures or Grad-CAMs use the
+first seed.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+import pandas as pd
+from IPython.display import Markdown, display
 
-from . import evaluate
+from . import evaluate, page, plots
 from . import evidence as E
 from .data import split_indices
-from .profiles import Settings
-from .train import Run, fit, norm_stats
+from .profiles import Settings, settings
+from .train import Run, fit
 
 
-@dataclass(frozen=True)
-class Headline:
-    """A report's headline comparison: variant ``b`` against variant ``a`` on the test split."""
-
-    report: str                  # the reference report, e.g. "000"
-    a: str                       # variant names as in helpers.profiles.VARIANTS
-    b: str
-    label_a: str                 # how the notebook names them
-    label_b: str
-    reported: tuple | str        # the report's (A, B) test accuracies in %, or "+" (B ahead, no numbers)
-    weights: str = "final"       # which checkpoint the report tested: "final" or "best" (best validation)
-    numbers: tuple = ()          # (label, the report's test accuracy in %) when ``reported`` has none
-
-    def report_numbers(self) -> dict:
-        """label -> the report's test accuracy (%), for the summary box."""
-        if isinstance(self.reported, tuple):
-            return {self.label_a: self.reported[0], self.label_b: self.reported[1]}
-        return dict(self.numbers)
-
-
-HEADLINES = {
-    "stress_test": Headline("000", "plain", "residual", "plain", "residual", (92.06, 93.41), weights="best"),
-    "cutmix_study": Headline("001", "baseline", "cutmix", "baseline", "CutMix + label smoothing", (60.69, 75.70)),
-    # 002 gives one test accuracy (94.65%, its last logged epoch) and says TTA helps, without a number
-    "resnet_budget": Headline("002", "budget", "budget", "single view", "5-view TTA", "+",
-                              numbers=(("single view", 94.65),)),
-    "worksheet_analysis": Headline("003", "exp1", "exp2", "exp 1 (batch 64, lr 0.15)", "exp 2 (batch 128, lr 0.20)",
-                                   (93.10, 92.39)),
-    "bn_ablation": Headline("004", "baseline", "batchnorm", "baseline", "BatchNorm", (78.15, 81.62)),
-}
+def begin(study: str, output_dir, **params) -> tuple:
+    """A notebook's first cell (01-05): the study's settings under the notebook's parameters
+    (``profile``, ``dataset``, ``seeds``, ``seed``, ``device``, ``precision``, ``epochs``, the study's
+    own; None means the profile's value), its data, the title block shown with what the settings
+    know (title, reference report, profile, data and why, seeds), the figure numbering and the plot
+    style. Returns ``(S, data, head, figs)``."""
+    profile = params.pop("profile", "quick")
+    S = settings(study, profile, **params)
+    data = S.load_data()
+    choice = S.data_choice
+    head = page.Header(S.study.title, reference_report=S.study.report, profile=profile, dataset=choice.source,
+                       seeds=list(S.seeds), dataset_note=choice.banner() if choice.fell_back else None)
+    head.show()
+    figs = page.Figures(output_dir)
+    plots.style()
+    return S, data, head, figs
 
 
 def train(S: Settings, data, progress: bool = True) -> dict[str, list[Run]]:
@@ -69,13 +55,11 @@ def predict(runs: dict[str, list[Run]], data, S: Settings, views=("original",), 
     """Test-split predictions of every run, with the checkpoint the report tested (01: the best
     validation epoch; the others: the last epoch), normalised as in training (01-05).
     ``split="val"``: the validation images the runs held out of training instead (02)."""
-    weights = HEADLINES[S.study].weights
-    mean, std = norm_stats(S.train, data)
     images, labels = data.test_images, data.test_labels
     if split == "val":
-        if not S.train.val_fraction:
-            raise ValueError(f"{S.study} holds no validation images out (val_fraction 0)")
-        held = split_indices(len(data.train_labels), S.train.val_fraction, S.train.split_seed)[1]
+        if not S.config.val_fraction:
+            raise ValueError(f"{S.study.name} holds no validation images out (val_fraction 0)")
+        held = split_indices(len(data.train_labels), S.config.val_fraction, S.config.split_seed)[1]
         images, labels = data.train_images[held], data.train_labels[held]
     elif split != "test":
         raise ValueError(f"split must be 'test' or 'val', not {split!r}")
@@ -83,8 +67,8 @@ def predict(runs: dict[str, list[Run]], data, S: Settings, views=("original",), 
     for variant, variant_runs in runs.items():
         out[variant] = []
         for run in variant_runs:
-            run.load_weights(weights)
-            out[variant].append(evaluate.predict(run.model, images, labels, mean=mean, std=std, views=views))
+            run.load_weights(S.study.headline.weights)
+            out[variant].append(evaluate.predict(run, images, labels, views=views))
     return out
 
 
@@ -94,7 +78,7 @@ def scale(S: Settings, data=None) -> dict:
     name = "a folder of images" if source.startswith("folder:") else source
     if data is not None and source.startswith("folder:"):
         name = f"{data.num_classes}-class images from {source.rsplit('/', 1)[-1]}"
-    return {"profile": S.profile, "dataset": name, "epochs": S.train.epochs, "width": S.train.width,
+    return {"profile": S.profile, "dataset": name, "epochs": S.config.epochs, "width": S.config.width,
             "seeds": len(S.seeds)}
 
 
@@ -103,7 +87,7 @@ def evidence(S: Settings, preds: dict, data=None, *, a=None, b=None) -> E.Eviden
     test accuracy of variant B minus variant A, on the same test images, per seed (01, 02, 04, 05).
     ``a``/``b``: lists of Predictions per seed when the two sides are not two variants (03: one
     model without and with test-time augmentation)."""
-    h = HEADLINES[S.study]
+    h = S.study.headline
     a = preds[h.a] if a is None else a
     b = preds[h.b] if b is None else b
     return E.compare_runs({s: p.correct for s, p in zip(S.seeds, a)}, {s: p.correct for s, p in zip(S.seeds, b)},
@@ -111,42 +95,54 @@ def evidence(S: Settings, preds: dict, data=None, *, a=None, b=None) -> E.Eviden
                           names=(h.label_a, h.label_b), scale=scale(S, data))
 
 
-def accuracy_interval(correct, level: float = 0.95) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) interval of one test accuracy, in % (scipy.stats.binomtest)."""
-    correct = np.asarray(correct, dtype=bool)
-    ci = stats.binomtest(int(correct.sum()), len(correct)).proportion_ci(level, method="exact")
-    return 100 * ci.low, 100 * ci.high
+def accuracies(S: Settings, preds: dict, *, a=None, b=None) -> dict[str, list[float]]:
+    """Label -> per-seed test accuracies of the headline's two variants (fractions); ``a``/``b`` as in
+    :func:`evidence`."""
+    h = S.study.headline
+    a = preds[h.a] if a is None else a
+    b = preds[h.b] if b is None else b
+    return {h.label_a: [float(p.correct.mean()) for p in a], h.label_b: [float(p.correct.mean()) for p in b]}
 
 
-def headline(S: Settings, accuracies: dict[str, list]) -> list[dict]:
-    """The summary box's rows (01-05): each model's test accuracy in % (the mean over seeds) beside
-    the report's. ``accuracies``: label (as in ``HEADLINES``) -> per-seed accuracies, fractions."""
-    numbers = HEADLINES[S.study].report_numbers()
-    rows = []
-    for label, values in accuracies.items():
-        name = f"test accuracy, {label}" + (f" (mean of {len(values)} seeds)" if len(values) > 1 else "")
-        rows.append({"name": name, "value": round(100 * float(np.mean(values)), 2), "report": numbers.get(label),
-                     "unit": "%"})
-    return rows
+def accuracy_verdict(S: Settings, preds: dict, data, figs: page.Figures, *, a=None, b=None,
+                     caption: str = "Test accuracy (%) of each model and seed.") -> E.Evidence:
+    """The notebook's "test accuracy against the report" section (01-05): a table of each model's
+    test accuracy per seed with its exact 95% interval, the headline comparison B - A with its
+    interval and test in a verdict box and one paragraph, and with several seeds the per-seed figure
+    (:func:`helpers.evidence.seed_figure`). ``a``/``b`` as in :func:`evidence` (03). Returns the
+    :class:`helpers.evidence.Evidence`."""
+    h = S.study.headline
+    result = evidence(S, preds, data, a=a, b=b)
+    shown = preds if a is None else {h.label_a: a, h.label_b: b}
+    figs.table(accuracy_table(S, shown), "test_accuracy", caption, digits=2)
+    display(page.verdict_box(result.to_dict()))
+    display(Markdown(E.describe(result)))
+    if len(S.seeds) > 1:
+        figs.show(E.seed_figure(result), "seed_comparison", f"Test accuracy per seed (points), mean and 95% "
+                  f"interval; right: {h.label_b} minus {h.label_a} per seed, the report's difference dashed.")
+    return result
 
 
-def accuracies(S: Settings, preds: dict) -> dict[str, list[float]]:
-    """Label -> per-seed test accuracies of the headline's two variants (fractions)."""
-    h = HEADLINES[S.study]
-    return {h.label_a: [float(p.correct.mean()) for p in preds[h.a]],
-            h.label_b: [float(p.correct.mean()) for p in preds[h.b]]}
+def finish(head: page.Header, S: Settings, preds: dict, result: E.Evidence, runs: dict, *, a=None, b=None,
+           rows: list | None = None) -> dict:
+    """The notebook's last cell (01-05): fill in the summary box at the top (the headline rows, by
+    default each model's test accuracy beside the report's; the verdict; the run and training time)
+    and return the metrics every study writes: the header's fields, ``headline``, ``verdict``,
+    ``run_seconds``, ``test_acc`` (label -> per-seed accuracies), ``epochs`` and ``width``; the notebook
+    adds its own before ``page.write_metrics``."""
+    accs = accuracies(S, preds, a=a, b=b)
+    metrics = head.finish(S.study.headline.rows(accs) if rows is None else rows, result.to_dict(), runs)
+    return {**metrics, "test_acc": accs, "epochs": S.config.epochs, "width": S.config.width}
 
 
 def accuracy_table(S: Settings, preds: dict):
     """Test accuracy per variant and seed in %, with each variant's exact 95% interval on the first
     seed's test images and, with several seeds, the mean and t-interval over seeds (01-05)."""
-    import pandas as pd
-
     rows = {}
     for variant, plist in preds.items():
         accs = [100 * float(p.correct.mean()) for p in plist]
         row = {f"seed {s}": acc for s, acc in zip(S.seeds, accs)}
-        low, high = accuracy_interval(plist[0].correct)
+        low, high = E.accuracy_interval(plist[0].correct)
         row[f"95% interval, seed {S.seeds[0]}"] = f"[{low:.2f}, {high:.2f}]"
         if len(accs) > 1:
             summary = E.over_seeds(accs)
@@ -172,11 +168,9 @@ def smoothness(S: Settings, runs: dict, column: str = "val_acc", from_epoch: int
     halves from one epoch to the next near its end, smoothly, and those epochs count). One seed: the two runs compared epoch by epoch (bootstrap interval,
     Wilcoxon); several: the per-seed means compared over seeds (t-interval, paired t-test).
     Returns (one-row table for the notebook, JSON-ready dict for metrics.json)."""
-    import pandas as pd
-
-    h = HEADLINES[S.study]
+    h = S.study.headline
     changes = []
-    stepped = S.train.schedule in ("step", "multistep")
+    stepped = S.config.schedule in ("step", "multistep")
     for ra, rb in zip(runs[h.a], runs[h.b]):
         skip = [e for e in lr_drops(ra.history) if e >= from_epoch] if stepped else []
         pick = lambda run: E.epoch_variation(run.history, column, skip).loc[lambda v: v.index >= from_epoch]  # noqa: E731
@@ -201,9 +195,7 @@ def smoothness(S: Settings, runs: dict, column: str = "val_acc", from_epoch: int
 
 def class_changes(per_class: dict, classes, a: str, b: str):
     """Per-class test accuracy of models ``a`` and ``b`` (fractions) and B's change in points,
-    largest gain first (01, 05)."""
-    import pandas as pd
-
+    largest gain first (03, 05)."""
     table = pd.DataFrame({a: per_class[a], b: per_class[b]}, index=list(classes))
     table["change (points)"] = 100 * (table[b] - table[a])
     return table.sort_values("change (points)", ascending=False)

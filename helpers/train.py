@@ -33,21 +33,28 @@ from .data import CIFAR10_MEAN, CIFAR10_STD, Dataset, split_indices
 from .device import (autocast, channels_last, check_precision, environment, keep_freed_memory, pick_device, rng_state,
                      seed_everything, set_rng_state)
 from .loader import Augment, BatchLoader
-from .models import build_model
+from .models import Net, build_model
+from .records import GradientRecorder, UpdateRecorder, flag
+
+# Part of every run's cache key: bumped when the engine starts training a config differently or a run
+# folder's files change, so runs of an older engine simply stop matching (they are retrained; delete
+# their folders with make clean-runs). 3: the normalisation in the manifest, every config field in the key.
+CACHE_VERSION = 3
 
 
-@dataclass
-class Run:
-    """A trained (or loaded) run: the model, its per-epoch history, and where it is stored."""
+@dataclass(eq=False)
+class Run(Net):
+    """A trained (or loaded) run: the model with the normalisation it was trained with (``mean``,
+    ``std``: what ``helpers.evaluate.predict(run, images)`` needs), its per-epoch history, and where
+    it is stored."""
 
     config: TrainConfig
-    model: nn.Module           # eval mode, on `device`; weights per `weights`
     history: pd.DataFrame      # epoch, train_loss, train_acc, <split>_loss, <split>_acc, lr, lr_end, seconds
     path: Path
     device: torch.device
     cached: bool               # True when loaded from the run cache without training
     info: dict                 # environment, timings, best epoch (the manifest's contents)
-    weights: str = "final"
+    weights: str = "final"     # model is eval mode, on `device`, with these weights
 
     def load_weights(self, which: str = "final") -> nn.Module:
         """Swap the model's weights for the run's ``final`` or ``best`` (best-validation) ones."""
@@ -60,7 +67,7 @@ class Run:
 
     @property
     def gradients(self) -> pd.DataFrame | None:
-        """Per-layer gradient records (``config.record_every > 0``; see helpers.instrument), else None."""
+        """Per-layer gradient records (``config.record_every > 0``; see helpers.records), else None."""
         return self._records("gradients")
 
     @property
@@ -69,8 +76,6 @@ class Run:
         return self._records("updates")
 
     def _records(self, kind: str) -> pd.DataFrame | None:
-        from .instrument import flag
-
         f = self.path / f"{kind}.csv"
         if not f.exists():
             return None
@@ -79,8 +84,9 @@ class Run:
 
 
 def run_path(config: TrainConfig, data: Dataset, root: str | Path = DATA_DIR) -> Path:
-    """Where a run is cached: ``<root>/runs/<name>-<12 hex of sha256(config, data fingerprint)>``."""
-    key = json.dumps({"config": config.key_dict(), "data": data.fingerprint()}, sort_keys=True)
+    """Where a run is cached: ``<root>/runs/<name>-<12 hex of sha256(version, config, data fingerprint)>``."""
+    key = json.dumps({"version": CACHE_VERSION, "config": config.key_dict(), "data": data.fingerprint()},
+                     sort_keys=True)
     return Path(root) / "runs" / f"{config.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
@@ -137,7 +143,7 @@ def make_scheduler(opt, config: TrainConfig, steps_per_epoch: int):
 
 def lr_trace(config: TrainConfig, steps_per_epoch: int) -> list[tuple[float, float]]:
     """(LR an epoch starts with, LR in force after its scheduler steps) for every epoch, from the
-    schedule alone (no training): fills ``lr_end`` for runs cached before the column existed."""
+    schedule alone (no training): what a run of ``config`` would log (03's and 04's schedule tables)."""
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr, momentum=config.momentum)
     sched = make_scheduler(opt, config, steps_per_epoch)
     out = []
@@ -150,11 +156,11 @@ def lr_trace(config: TrainConfig, steps_per_epoch: int) -> list[tuple[float, flo
     return out
 
 
-def batches_per_epoch(config: TrainConfig, data: Dataset) -> int:
-    """Optimiser steps in one epoch: the train part of the split in batches (drop_last: full ones only)."""
-    n = len(data.train_labels)
-    if config.val_fraction > 0:
-        n = len(split_indices(n, config.val_fraction, config.split_seed)[0])
+def batches_per_epoch(config: TrainConfig, n_images: int) -> int:
+    """Optimiser steps in one epoch of ``n_images`` training images: the train part of the split
+    (``split_indices`` holds ``round(n * val_fraction)`` out) in batches; with ``drop_last`` full ones
+    only (04's 781 batches of 64; the protocol cards)."""
+    n = n_images - round(n_images * config.val_fraction)
     return n // config.batch_size if config.drop_last else -(-n // config.batch_size)
 
 
@@ -252,10 +258,7 @@ def fit(config: TrainConfig, data: Dataset, *, root: str | Path | None = None, f
             if not force:
                 try:
                     info = store.verify_run(path)
-                    why = info is not None and outdated(config, info)
-                    if why:
-                        store.move_aside(path, f"{path.name}: {why}", "training again")
-                    elif info is not None:
+                    if info is not None:
                         return load_run(config, data, path, info, device)
                 except store.DamagedRun as e:
                     store.move_aside(path, str(e), "training again")
@@ -274,35 +277,15 @@ def check_data(config: TrainConfig, data: Dataset) -> None:
         raise ValueError(f"{data!r} has no test images to validate on (val_fraction=0 validates on the test split)")
 
 
-# Bumped when the engine starts training a config differently; manifests record it. Engine 2: fp32
-# unless precision="bf16" (engine 1 used bf16 autocast on every CUDA run), OneCycle without momentum cycling.
-ENGINE = 2
-
-
 def cached(config: TrainConfig, data: Dataset, root: str | Path | None = None) -> bool:
-    """Whether :func:`fit` would load this run rather than train it: complete, intact and not outdated
-    (read only: a damaged or outdated run counts as not cached, and ``fit`` moves it aside). The
-    runner's workers train only the runs that are not (``parallel.pending``)."""
+    """Whether :func:`fit` would load this run rather than train it: complete and intact (read only: a
+    damaged run counts as not cached, and ``fit`` moves it aside). The runner's workers train only
+    the runs that are not (``parallel.pending``)."""
     path = run_path(config, data, DATA_DIR if root is None else root)
     try:
-        info = store.verify_run(path)
+        return store.verify_run(path) is not None
     except store.DamagedRun:
         return False
-    return info is not None and not outdated(config, info)
-
-
-def outdated(config: TrainConfig, info: dict) -> str | None:
-    """Why a cached run no longer is what today's engine trains for its config, or None.
-
-    Runs from engine 1 keep their folders (and keys) where nothing changed for them: fp32 runs
-    off CUDA with any schedule but OneCycle."""
-    if info.get("engine", 1) >= ENGINE:
-        return None
-    if config.schedule == "onecycle":
-        return "trained with OneCycle cycling momentum 0.85-0.95 (today: constant, as report 000 states)"
-    if str(info.get("environment", {}).get("device", "")).startswith("cuda"):
-        return "trained in bf16 autocast, before precision was a setting (today: fp32 unless precision='bf16')"
-    return None
 
 
 def load_run(config, data, path, info, device) -> Run:
@@ -314,15 +297,12 @@ def load_run(config, data, path, info, device) -> Run:
         raise store.DamagedRun(f"{path / 'final.pt'} does not fit the {config.model} model of today's code "
                                f"({store.one_line(e, 160)})") from None
     model.eval()
-    history = pd.read_csv(path / "history.csv")
-    if "lr_end" not in history:  # cached before the column existed: the schedule gives it exactly
-        ends = [end for _, end in lr_trace(config, batches_per_epoch(config, data))]
-        history.insert(history.columns.get_loc("lr") + 1, "lr_end", ends[: len(history)])
-    return Run(config, model, history, path, device, cached=True, info=info)
+    mean, std = norm_stats(config, data)
+    return Run(model, mean, std, config, pd.read_csv(path / "history.csv"), path, device, cached=True, info=info)
 
 
 @dataclass
-class Progress:
+class RunState:
     """What a run has done so far: the state a checkpoint carries between epochs."""
 
     rows: list
@@ -342,18 +322,16 @@ class Trainee:
         self.step_model = torch.compile(self.model) if config.compile else self.model
         self.recorders = None
         if config.record_every:
-            from .instrument import GradientRecorder, UpdateRecorder
-
             self.recorders = (GradientRecorder(self.model, config.record_every),
                               UpdateRecorder(self.model, config.record_every))
 
-    def state(self, done: Progress) -> dict:
+    def state(self, done: RunState) -> dict:
         records = self.recorders and dict(gradients=self.recorders[0].rows, updates=self.recorders[1].state())
         return dict(model=self.model.state_dict(), optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
                     rows=done.rows, epoch=done.epoch, best_acc=done.best_acc, best_state=done.best_state,
-                    rng=rng_state(), records=records, engine=ENGINE)
+                    rng=rng_state(), records=records)
 
-    def load_state(self, ckpt: dict) -> Progress:
+    def load_state(self, ckpt: dict) -> RunState:
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
@@ -361,11 +339,11 @@ class Trainee:
             self.recorders[0].rows = ckpt["records"]["gradients"]
             self.recorders[1].load_state(ckpt["records"]["updates"])
         set_rng_state(ckpt["rng"])
-        return Progress(ckpt["rows"], ckpt["epoch"], ckpt["best_acc"], ckpt["best_state"])
+        return RunState(ckpt["rows"], ckpt["epoch"], ckpt["best_acc"], ckpt["best_state"])
 
 
 def start_or_resume(config: TrainConfig, data: Dataset, path: Path, device: torch.device,
-                    steps_per_epoch: int) -> tuple[Trainee, Progress]:
+                    steps_per_epoch: int) -> tuple[Trainee, RunState]:
     """A fresh run, or the state of the last complete epoch from ``checkpoint.pt``."""
     # We hold the run's lock, so temporary files here belong to a writer that was killed mid-write.
     for tmp in path.glob(".*.tmp"):
@@ -373,18 +351,15 @@ def start_or_resume(config: TrainConfig, data: Dataset, path: Path, device: torc
     trainee = Trainee(config, data.num_classes, device, steps_per_epoch)
     ckpt_file = path / "checkpoint.pt"
     if not ckpt_file.exists():
-        return trainee, Progress([])
+        return trainee, RunState([])
     try:
-        ckpt = store.load_checked(ckpt_file, device)
-        if ckpt.get("engine", 1) != ENGINE:  # its scheduler state and rows follow the old rules
-            raise ValueError(f"written by training engine {ckpt.get('engine', 1)}; today's is {ENGINE}")
-        done = trainee.load_state(ckpt)
+        done = trainee.load_state(store.load_checked(ckpt_file, device))
     except store.UnsafeFile:
         raise
-    except Exception as e:  # a damaged or outdated checkpoint only costs the epochs it held
+    except Exception as e:  # a damaged checkpoint only costs the epochs it held
         store.move_aside(ckpt_file, f"{ckpt_file}: cannot resume from it ({store.one_line(e, 120)})",
                          "training from epoch 1")
-        return Trainee(config, data.num_classes, device, steps_per_epoch), Progress([])
+        return Trainee(config, data.num_classes, device, steps_per_epoch), RunState([])
     print(f"Resuming {path.name} after epoch {done.epoch}/{config.epochs}", flush=True)
     return trainee, done
 
@@ -424,7 +399,7 @@ def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.devi
 
 
 def finish_run(config: TrainConfig, data: Dataset, path: Path, device: torch.device, t: Trainee,
-               done: Progress) -> Run:
+               done: RunState) -> Run:
     """Write the run's files, then its manifest (last: it marks the run complete)."""
     history = pd.DataFrame(done.rows)
     store.save_torch(t.model.state_dict(), path / "final.pt")
@@ -436,11 +411,13 @@ def finish_run(config: TrainConfig, data: Dataset, path: Path, device: torch.dev
         store.save_text(t.recorders[1].frame().to_csv(index=False), path / "updates.csv")
         files += ["gradients.csv", "updates.csv"]
     acc = history[f"{config.eval_split}_acc"]
+    mean, std = norm_stats(config, data)
     info = store.write_manifest(path, dict(
-        config=config.key_dict(), engine=ENGINE, data=data.name, data_fingerprint=data.fingerprint(),
+        config=config.key_dict(), version=CACHE_VERSION, data=data.name, data_fingerprint=data.fingerprint(),
+        normalize={"mean": list(mean), "std": list(std)},
         environment=environment(device, config.deterministic, config.precision), best_epoch=int(acc.idxmax()) + 1,
         best_acc=float(acc.max()), best_split=config.eval_split, train_seconds=float(history["seconds"].sum()),
         finished=time.strftime("%Y-%m-%d %H:%M:%S")), files)
     (path / "checkpoint.pt").unlink(missing_ok=True)
     t.model.eval()
-    return Run(config, t.model, history, path, device, cached=False, info=info)
+    return Run(t.model, mean, std, config, history, path, device, cached=False, info=info)

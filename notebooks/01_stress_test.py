@@ -23,11 +23,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from helpers import cam, evidence, page, plots, stress, study
+from helpers import cam, page, plots, study
 from helpers import evaluate as ev
-from helpers.profiles import settings
 from helpers.protocol import protocol_card
-from helpers.train import norm_stats
+from helpers.studies import stress_test as stress
 
 # %% tags=["parameters"]
 profile = "quick"       # smoke | quick | full
@@ -42,15 +41,8 @@ cam_images = 400        # test images whose plain and residual Grad-CAMs are com
 faithful_images = 32    # of those, images whose maps are scored for faithfulness (about 0.25 s each on a CPU)
 
 # %%
-S = settings("stress_test", profile, dataset=dataset, seeds=seeds, seed=seed, device=device,
-             precision=precision, epochs=epochs)
-data = S.load_data()
-head = page.Header("Stress-testing a CNN: confident failures, Grad-CAM and one residual change",
-                   reference_report="000", profile=profile, dataset=S.data_choice.source, seeds=list(S.seeds),
-                   dataset_note=S.data_choice.banner() if S.data_choice.fell_back else None)
-head.show()
-figs = page.Figures(output_dir)
-plots.style()
+S, data, head, figs = study.begin("stress_test", output_dir, profile=profile, dataset=dataset, seeds=seeds,
+                                  seed=seed, device=device, precision=precision, epochs=epochs)
 has_masks = data.test_masks is not None  # object masks: the synthetic source only
 
 # %% [markdown]
@@ -103,19 +95,11 @@ figs.show(plots.training_curves(first, "acc"), "accuracy_curves",
 #
 # The two checkpoints are compared on the *same* test images: the difference with its 95% interval
 # and a test of whether chance could produce it (one seed: paired bootstrap and McNemar's test;
-# several: paired t-test over seeds), then the verdict against the report's.
+# several: paired t-test over seeds, and a figure of the seeds), then the verdict against the report's.
 
 # %%
 preds = study.predict(runs, data, S)
-result = study.evidence(S, preds, data)
-figs.table(study.accuracy_table(S, preds), "test_accuracy", "Test accuracy (%) of each model and seed.")
-display(page.verdict_box(result.to_dict()))
-display(Markdown(evidence.describe(result)))
-
-# %%
-if len(S.seeds) > 1:
-    figs.show(evidence.seed_figure(result), "seed_comparison",
-              "Test accuracy per seed (points), mean and 95% interval; right: residual minus plain per seed.")
+result = study.accuracy_verdict(S, preds, data, figs)
 
 # %% [markdown]
 # ## 3. Later epochs: ahead, and steadier?
@@ -126,13 +110,13 @@ if len(S.seeds) > 1:
 # (smaller is steadier). Few epochs give few pairs, and the intervals say so.
 
 # %%
-late = S.train.epochs // 2 + 1  # the second half of training
+late = S.config.epochs // 2 + 1  # the second half of training
 later = {name: 100 * h.loc[h["epoch"] >= late, "val_acc"].to_numpy() for name, h in first.items()}
 ahead = stress.paired_rows({"validation accuracy (%)": (later["plain"], later["residual"])}, ("plain", "residual"))
 steady, steady_metrics = study.smoothness(S, runs, "val_acc", from_epoch=late)
 steady_row = steady.drop(columns="test").set_axis(["its change per epoch (points)"]).set_axis(ahead.columns[:5], axis=1)
 figs.table(pd.concat([ahead, steady_row]), "later_epochs",
-           f"Epochs {late}-{S.train.epochs}: validation accuracy paired by epoch (seed {S.seeds[0]}), and its mean "
+           f"Epochs {late}-{S.config.epochs}: validation accuracy paired by epoch (seed {S.seeds[0]}), and its mean "
            f"change from one epoch to the next ({steady['test'].iloc[0]}).", formats={"pairs": "{:.0f}"})
 
 # %% [markdown]
@@ -181,13 +165,12 @@ figs.table(stress.change_counts(all_changes), "changes",
 cases = ev.pick_diverse(fail["plain"], k=3)
 case_idx = cases["index"].to_numpy().copy()  # writable: torch indexes with it
 case_images, case_masks = data.test_images[case_idx], data.test_masks[case_idx] if has_masks else None
-mean, std = norm_stats(S.train, data)
-models = {name: variant_runs[0].model for name, variant_runs in runs.items()}  # best checkpoints (predict)
-scored = {name: stress.score_maps(m, case_images, p0[name].pred[case_idx], mean=mean, std=std, masks=case_masks,
-                                  seed=S.seeds[0]) for name, m in models.items()}
-train_feats = ev.embed(models["plain"], data.train_images, mean=mean, std=std)
-neighbours = ev.nearest_train_classes(ev.embed(models["plain"], case_images, mean=mean, std=std), train_feats,
-                                      data.train_labels, k=min(5, len(train_feats)))
+nets = {name: variant_runs[0] for name, variant_runs in runs.items()}  # best checkpoints (predict loaded them)
+scored = {name: stress.score_maps(net, case_images, p0[name].pred[case_idx], masks=case_masks, seed=S.seeds[0])
+          for name, net in nets.items()}
+train_feats = ev.embed(nets["plain"], data.train_images)
+neighbours = ev.nearest_train_classes(ev.embed(nets["plain"], case_images), train_feats, data.train_labels,
+                                      k=min(5, len(train_feats)))
 
 # %%
 cmp = ev.compare_cases(case_idx, p0["plain"], p0["residual"], data.classes)
@@ -225,8 +208,8 @@ if len(case_idx):
 # %%
 groups = stress.sample_groups(p0["plain"].correct, cam_images // 2, seed=S.seeds[0])
 part = np.sort(np.concatenate([groups[g][: faithful_images // 2] for g in stress.GROUPS]))
-faith = {name: stress.score_maps(m, data.test_images[part], p0[name].pred[part], mean=mean, std=std,
-                                 seed=S.seeds[0])[1] for name, m in models.items()}
+faith = {name: stress.score_maps(net, data.test_images[part], p0[name].pred[part], seed=S.seeds[0])[1]
+         for name, net in nets.items()}
 figs.table(stress.paired_rows({(name, label): (t[f"{col}_random"], t[col]) for name, t in faith.items()
                                for col, label in (("road", "ROAD"), ("keep", "keep"))},
                               ("random map", "Grad-CAM"), scale=100, seed=S.seeds[0]), "faithfulness",
@@ -241,8 +224,8 @@ figs.table(stress.paired_rows({(name, label): (t[f"{col}_random"], t[col]) for n
 sample = np.concatenate([groups[g] for g in stress.GROUPS])  # the plain model's failures, then its right answers
 which = np.repeat(stress.GROUPS, [len(groups[g]) for g in stress.GROUPS])
 masks = data.test_masks[sample] if has_masks else None
-maps = {name: stress.score_maps(m, data.test_images[sample], p0[name].pred[sample], mean=mean, std=std,
-                                masks=masks, faithful=False)[1] for name, m in models.items()}
+maps = {name: stress.score_maps(net, data.test_images[sample], p0[name].pred[sample], masks=masks,
+                                faithful=False)[1] for name, net in nets.items()}
 labels = {"entropy": "entropy", "above_half": "above half peak", "in_mask": "on the object"}
 plain_was = {"failure": "plain wrong", "correct": "plain right"}
 spread_table = stress.paired_rows({(labels[c], plain_was[g]): (maps["plain"][c][which == g],
@@ -262,9 +245,9 @@ figs.table(spread_table, "map_spread", f"Plain and residual Grad-CAM maps of the
 # %%
 if has_masks:
     attention = pd.concat(
-        {name: stress.attention_on_object(m, data.test_images, data.test_masks, p0[name], mean=mean, std=std,
-                                          max_per_group=500, seed=S.seeds[0])
-         for name, m in models.items()}, names=["model", None]).reset_index(level="model")
+        {name: stress.attention_on_object(net, data.test_images, data.test_masks, p0[name], max_per_group=500,
+                                          seed=S.seeds[0])
+         for name, net in nets.items()}, names=["model", None]).reset_index(level="model")
     attention_table = stress.summarize_attention(attention, by=("model", "group"))
     figs.show(stress.attention_figure(attention), "attention_on_object",
               f"Share of Grad-CAM on the object: mean with 95% interval (left) and distribution, seed {S.seeds[0]}.")
@@ -284,11 +267,9 @@ else:
 # map is evidence about the model only as far as it beats a random map.
 
 # %% tags=["remove-cell"]
-metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict(), runs)
+metrics = study.finish(head, S, preds, result, runs)
 energy = None if attention_table is None else {f"{m}_{g}": v for (m, g), v in attention_table["mean"].items()}
-page.write_metrics(output_dir, {**metrics, "test_acc": study.accuracies(S, preds), "smoothness": steady_metrics,
-                                "errors": errors.to_dict(orient="index"), "case_indices": case_idx.tolist(),
-                                "case_changes": cmp["change"].tolist(),
+page.write_metrics(output_dir, {**metrics, "smoothness": steady_metrics, "errors": errors.to_dict(orient="index"),
+                                "case_indices": case_idx.tolist(), "case_changes": cmp["change"].tolist(),
                                 "map_spread": spread_table.set_axis(spread_table.index.map(", ".join))
-                                .to_dict(orient="index"),
-                                "energy_in_mask": energy, "epochs": S.train.epochs, "width": S.train.width}, figs)
+                                .to_dict(orient="index"), "energy_in_mask": energy}, figs)

@@ -26,9 +26,8 @@ from IPython.display import Markdown, display
 from helpers import cam, confidence, evidence, page, plots, study
 from helpers import evaluate as ev
 from helpers.models import build_model, count_parameters
-from helpers.profiles import settings
 from helpers.protocol import protocol_card
-from helpers.train import norm_stats
+from helpers.studies import cutmix_study
 
 # %% tags=["parameters"]
 profile = "quick"       # smoke | quick | full
@@ -44,17 +43,10 @@ reject_below = 0.7      # confidence threshold of the rejection example (the rep
 neighbours = 5          # nearest training images per studied failure, in the model's feature space
 
 # %%
-S = settings("cutmix_study", profile, dataset=dataset, seeds=seeds, seed=seed, device=device,
-             precision=precision, epochs=epochs)
 if not 1 <= n_cases <= 20 or not 0 < reject_below < 1:
     raise ValueError(f"need 1 <= n_cases <= 20 and 0 < reject_below < 1, got {n_cases!r}, {reject_below!r}")
-data = S.load_data()
-head = page.Header("Confidently wrong: what CutMix and label smoothing change in a ResNet-18",
-                   reference_report="001", profile=profile, dataset=S.data_choice.source, seeds=list(S.seeds),
-                   dataset_note=S.data_choice.banner() if S.data_choice.fell_back else None)
-head.show()
-figs = page.Figures(output_dir)
-plots.style()
+S, data, head, figs = study.begin("cutmix_study", output_dir, profile=profile, dataset=dataset, seeds=seeds,
+                                  seed=seed, device=device, precision=precision, epochs=epochs)
 
 # %% [markdown]
 # A network that overfits does not only get more test images wrong: it also becomes *sure* of its
@@ -87,8 +79,8 @@ figs.table(protocol_card(S, data), "protocol", "This run's settings against repo
 # smoothing 0.1. CutMix adds no parameters:
 
 # %%
-params = {"this run": count_parameters(build_model(S.train.model, data.num_classes, width=S.train.width)),
-          "report's width 1, 100 classes": count_parameters(build_model(S.train.model, 100))}
+params = {"this run": count_parameters(build_model(S.config.model, data.num_classes, width=S.config.width)),
+          "report's width 1, 100 classes": count_parameters(build_model(S.config.model, 100))}
 figs.table({"parameters": params}, "parameters", "Parameters of the ResNet-18 (both runs).", formats="{:,}")
 
 # %% [markdown]
@@ -104,7 +96,7 @@ figs.table({"parameters": params}, "parameters", "Parameters of the ResNet-18 (b
 # %%
 runs = study.train(S, data)
 first = {name: variant_runs[0].history for name, variant_runs in runs.items()}
-lr_steps = list(S.train.milestones)
+lr_steps = list(S.config.milestones)
 figs.show(plots.training_curves(first, "loss", lr_steps=lr_steps), "loss_curves",
           f"Training (solid) and validation (dotted) loss per epoch, seed {S.seeds[0]}. Dashed: learning-rate drops.")
 
@@ -120,8 +112,8 @@ figs.show(plots.training_curves(first, "acc", lr_steps=lr_steps), "accuracy_curv
 last = {name: h.iloc[-1] for name, h in first.items()}
 figs.table({name: {"train acc (%)": 100 * r["train_acc"], "validation acc (%)": 100 * r["val_acc"],
                    "train - validation (points)": 100 * (r["train_acc"] - r["val_acc"])} for name, r in last.items()},
-           "train_val_gap", f"Last epoch, seed {S.seeds[0]}. Report 001: 99.8% / about 60% (baseline), a gap of "
-           "about 40 points for the baseline and about 3 for CutMix.", digits=1)
+           "train_val_gap", f"Last epoch, seed {S.seeds[0]}. Report 001: {S.study.reported['train_val_gap']}.",
+           digits=1)
 
 # %% [markdown]
 # ## 3. Test accuracy, against the report
@@ -129,24 +121,12 @@ figs.table({name: {"train acc (%)": 100 * r["train_acc"], "validation acc (%)": 
 # Both models are tested with their last epoch's weights on the same test images. The difference
 # comes with a 95% interval and a test of whether it could be chance (one seed: a paired bootstrap
 # over test images and McNemar's exact test on the images only one model gets right; several
-# seeds: a paired t-test over seeds). The verdict sets the result against the report's +15.01
-# points.
+# seeds: a paired t-test over seeds, and a figure with each seed's accuracy as a point). The verdict
+# sets the result against the report's +15.01 points.
 
 # %%
 preds = study.predict(runs, data, S)
-result = study.evidence(S, preds, data)
-figs.table(study.accuracy_table(S, preds), "test_accuracy", "Test accuracy (%) of each model and seed.")
-display(page.verdict_box(result.to_dict()))
-display(Markdown(evidence.describe(result)))
-
-# %% [markdown]
-# With several seeds (`-p seeds 3`) a figure follows here: each seed's accuracy as a point, the mean
-# with its 95% interval, and on the right the per-seed differences with the report's dashed.
-
-# %%
-if len(S.seeds) > 1:
-    figs.show(evidence.seed_figure(result), "seed_comparison",
-              "Test accuracy per seed (points), mean and 95% interval; right: CutMix minus baseline per seed.")
+result = study.accuracy_verdict(S, preds, data, figs)
 
 # %% [markdown]
 # ## 4. Confident errors, counted with their uncertainty
@@ -160,7 +140,8 @@ if len(S.seeds) > 1:
 
 # %%
 p0 = {name: plist[0] for name, plist in preds.items()}
-errors, error_stats = confidence.confident_errors(preds["baseline"], preds["cutmix"], ("baseline", "CutMix"))
+errors, error_stats = confidence.confident_errors(preds["baseline"], preds["cutmix"], ("baseline", "CutMix"),
+                                                  reported=S.study.reported["wrong_by_confidence"])
 figs.table(errors, "confident_errors", "Wrong answers at or above each confidence, CutMix minus baseline: with "
            "one seed on its test images, with several the mean over seeds (the test column says which).", digits=1)
 
@@ -252,13 +233,11 @@ if len(cases):
 # says whether the wrong answer came from the object or the background.
 
 # %%
-mean, std = norm_stats(S.train, data)
-models = {name: variant_runs[0].model for name, variant_runs in runs.items()}
+nets = {name: variant_runs[0] for name, variant_runs in runs.items()}
 images, masks = data.test_images[case_idx], None if data.test_masks is None else data.test_masks[case_idx]
-cams_before = cam.compute_cams(models["baseline"], images, mean=mean, std=std, targets=case_pred)
-train_feats = ev.embed(models["baseline"], data.train_images, mean=mean, std=std)
-near = ev.nearest_train_classes(ev.embed(models["baseline"], images, mean=mean, std=std), train_feats,
-                                data.train_labels, k=neighbours)
+cams_before = cam.compute_cams(nets["baseline"], images, targets=case_pred)
+train_feats = ev.embed(nets["baseline"], data.train_images)
+near = ev.nearest_train_classes(ev.embed(nets["baseline"], images), train_feats, data.train_labels, k=neighbours)
 case_rows = ev.case_table(cases, near, data.classes, None if masks is None else cam.energy_in_mask(cams_before, masks))
 pairs = fail.groupby(["true", "pred"]).size()
 case_rows["failures with this confusion"] = [int(pairs[(t, p)]) for t, p in zip(cases["true"], case_pred)]
@@ -285,7 +264,7 @@ figs.table(case_rows.rename(columns=short), "cases", f"The studied failures, mea
 # in random places; a map that does not beat its random twin says little about the model.
 
 # %%
-faith = cam.faithfulness(models["baseline"], images, cams_before, case_pred, mean=mean, std=std, masks=masks)
+faith = cam.faithfulness(nets["baseline"], images, cams_before, case_pred, masks=masks)
 notes = [f"pred {data.classes[p]}\nROAD {r:+.2f} (random {q:+.2f})"
          for p, r, q in zip(case_pred, faith["road"], faith["road_random"])]
 if len(case_idx):
@@ -302,9 +281,9 @@ figs.table(faith.drop(columns="target").rename(columns=cam.FAITHFULNESS_NAMES).s
 # ## 9. The studied cases after CutMix
 #
 # For each studied failure: the baseline's answer, the CutMix model's answer (first seed each), and
-# what changed: *corrected*, *still wrong* with more or less confidence in the same wrong class, or
-# wrong with *another class*. Report 001 saw two of its five corrected and two more with much less
-# confidence.
+# what changed: *rescued* (now right), *still wrong* with more or less confidence in the same wrong
+# class, or wrong with *another class*. Report 001 saw two of its five corrected and two more with
+# much less confidence.
 
 # %%
 cmp = ev.compare_cases(case_idx, p0["baseline"], p0["cutmix"], data.classes)
@@ -324,9 +303,8 @@ figs.table(pd.DataFrame({
 still = np.array(cmp.loc[cmp["change"].str.startswith("still wrong"), "index"], dtype=np.int64)
 if len(still):
     imgs = data.test_images[still]
-    pair = {n: cam.compute_cams(m, imgs, mean=mean, std=std, targets=p0[n].pred[still]) for n, m in models.items()}
-    road = {n: cam.faithfulness(models[n], imgs, c, p0[n].pred[still], mean=mean, std=std)["road"]
-            for n, c in pair.items()}
+    pair = {n: cam.compute_cams(net, imgs, targets=p0[n].pred[still]) for n, net in nets.items()}
+    road = {n: cam.faithfulness(nets[n], imgs, c, p0[n].pred[still])["road"] for n, c in pair.items()}
     notes = {n: [f"pred {data.classes[p0[n].pred[i]]} {p0[n].conf[i]:.0%}\nROAD {r:+.2f}"
                  for i, r in zip(still, road[n])] for n in pair}
     figs.show(plots.cam_rows(imgs, pair, {n: cam.overlay(imgs, c) for n, c in pair.items()},
@@ -343,8 +321,8 @@ if len(still):
 
 # %%
 both = np.flatnonzero(~p0["baseline"].correct & ~p0["cutmix"].correct)[:200]
-entropy = {n: cam.spread(cam.compute_cams(m, data.test_images[both], mean=mean, std=std,
-                                          targets=p0[n].pred[both]))["entropy"].to_numpy() for n, m in models.items()}
+entropy = {n: cam.spread(cam.compute_cams(net, data.test_images[both], targets=p0[n].pred[both]))["entropy"]
+           .to_numpy() for n, net in nets.items()}
 spread = evidence.paired_values(entropy["baseline"], entropy["cutmix"])
 figs.table({"Grad-CAM entropy": {"images": spread.n, "baseline": spread.mean_a, "CutMix": spread.mean_b,
                                  "difference": spread.diff, "p": evidence.format_p(spread.p_value),
@@ -361,8 +339,8 @@ figs.table({"Grad-CAM entropy": {"images": spread.n, "baseline": spread.mean_a, 
 
 # %%
 val = {name: plist[0] for name, plist in study.predict(runs, data, S, split="val").items()}
-display(page.banner(ev.split_shift(data)))
-drops, drop_stats = ev.val_test_table(val, p0)
+display(page.banner(cutmix_study.split_shift(data)))
+drops, drop_stats = cutmix_study.val_test_table(val, p0)
 figs.table(drops, "val_test", f"Validation and test accuracy and the drop between them, seed {S.seeds[0]}.",
            digits=2)
 
@@ -387,15 +365,15 @@ figs.show(plots.per_class_change(per_class["cutmix"] - per_class["baseline"], da
           f"Per-class test accuracy change in points, seed {S.seeds[0]}; no intervals.")
 
 # %% [markdown]
-# Test images corrected by CutMix, images it broke, and the images both models get wrong. The
-# corrected and broken counts are the two numbers McNemar's test in section 3 is built on. Of the
+# Test images CutMix rescued (now right), images it broke, and the images both models get wrong.
+# The rescued and broken counts are the two numbers McNemar's test in section 3 is built on. Of the
 # images wrong in both, report 001 found 57.5% answered with less confidence by CutMix; the table
 # gives this run's share with its exact interval and a test against one half (as often less as more
 # confident).
 
 # %%
 moved = ev.migration(p0["baseline"], p0["cutmix"])
-figs.show(plots.migration_bars({"corrected": moved["corrected"], "broken": moved["regressed"],
+figs.show(plots.migration_bars({"rescued": moved["rescued"], "broken": moved["broken"],
                                 "wrong in both": moved["still_wrong"],
                                 "... CutMix less confident": moved["still_wrong_less_confident"]}),
           "sample_migration", f"Where the test images moved from the baseline to CutMix, seed {S.seeds[0]}.")
@@ -404,7 +382,8 @@ figs.table({"wrong in both": {"images": less["both wrong"], "CutMix less confide
                               "share (%)": 100 * less["share"],
                               "95% interval (%)": f"[{100 * less['ci'][0]:.1f}, {100 * less['ci'][1]:.1f}]",
                               "p (share = 1/2)": evidence.format_p(less["p_value"])}},
-           "less_confident", f"Images both models get wrong, seed {S.seeds[0]}; report 001: 57.5% of 1,993.", digits=1)
+           "less_confident", f"Images both models get wrong, seed {S.seeds[0]}; report 001: "
+           f"{S.study.reported['less_confident'][0]:.1%} of {S.study.reported['less_confident'][1]:,}.", digits=1)
 
 # %% [markdown]
 # ## Conclusion
@@ -426,11 +405,9 @@ figs.table({"wrong in both": {"images": less["both wrong"], "CutMix less confide
 # removes: at 32x32 pixels some classes are hard to separate (the report's lobster and crab).
 
 # %% tags=["remove-cell"]
-metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict(), runs)
+metrics = study.finish(head, S, preds, result, runs)
 page.write_metrics(output_dir, {
-    **metrics, "epochs": S.train.epochs, "width": S.train.width,
-    "test_acc_baseline": float(p0["baseline"].correct.mean()), "test_acc_cutmix": float(p0["cutmix"].correct.mean()),
-    "test_acc": study.accuracies(S, preds), "summary": {n: confidence.confidence_summary(p) for n, p in p0.items()},
+    **metrics, "summary": {n: confidence.confidence_summary(p) for n, p in p0.items()},
     "confident_errors": error_stats, "ece": ece.to_dict(), "migration": moved, "less_confident": less,
     "case_indices": [int(i) for i in cmp["index"]], "case_changes": list(cmp["change"]),
     "cam_faithfulness": faith.to_dict(orient="list"), "cam_spread": spread.to_dict(), "val_test": drop_stats}, figs)

@@ -22,16 +22,15 @@
 from pathlib import Path
 
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from helpers import budget as B
 from helpers import evaluate as ev
-from helpers import evidence, page, plots, study
+from helpers import page, plots, study
 from helpers.data import load_unlabelled
 from helpers.models import build_model, count_parameters, parameters_by_part, summary
 from helpers.profiles import settings
-from helpers.protocol import protocol_card, protocol_note
-from helpers.train import norm_stats
+from helpers.protocol import protocol_card
+from helpers.studies import resnet_budget as B
 
 # %% tags=["parameters"]
 profile = "quick"       # smoke | quick | full
@@ -47,17 +46,10 @@ predict_images = None   # images for predictions.csv: a folder of images, or a .
 budget = 5_000_000      # the competition's parameter budget
 
 # %%
-S = settings("resnet_budget", profile, dataset=dataset, seeds=seeds, seed=seed, device=device,
-             precision=precision, epochs=epochs)
 if predict_images is not None and not Path(predict_images).exists():
     raise FileNotFoundError(f"predict_images: {predict_images} does not exist (a folder of images, or .npy/.pt)")
-data = S.load_data()
-head = page.Header("A ResNet under five million parameters: budget, training and test-time augmentation",
-                   reference_report="002", profile=profile, dataset=S.data_choice.source, seeds=list(S.seeds),
-                   dataset_note=S.data_choice.banner() if S.data_choice.fell_back else None)
-head.show()
-figs = page.Figures(output_dir)
-plots.style()
+S, data, head, figs = study.begin("resnet_budget", output_dir, profile=profile, dataset=dataset, seeds=seeds,
+                                  seed=seed, device=device, precision=precision, epochs=epochs)
 
 # %% [markdown]
 # How much accuracy fits into a fixed number of parameters? The model here is a ResNet that keeps
@@ -89,8 +81,8 @@ figs.table(protocol_card(S, data), "protocol", "This run's settings against repo
 # full profile runs) or from 0.01. Compare the first column with each of the others.
 
 # %%
-display(page.banner(protocol_note("resnet_budget")))
-figs.table(B.schedule_readings(settings("resnet_budget", "full").train), "schedule_readings",
+display(page.banner(S.study.note))
+figs.table(B.schedule_readings(settings("resnet_budget", "full").config), "schedule_readings",
            "Learning rate after each epoch: report 002's log, and a 100-epoch cosine from 0.1 or from 0.01.",
            formats="{:.6f}")
 
@@ -117,8 +109,8 @@ figs.table(B.schedule_readings(settings("resnet_budget", "full").train), "schedu
 # %%
 full_model = build_model("budget_resnet", data.num_classes)
 counts = {"report's width (1)": count_parameters(full_model),
-          f"this run's width ({S.train.width:g})":
-              count_parameters(build_model("budget_resnet", data.num_classes, width=S.train.width))}
+          f"this run's width ({S.config.width:g})":
+              count_parameters(build_model("budget_resnet", data.num_classes, width=S.config.width))}
 figs.table({"parameters": counts, "% of the budget": {k: 100 * v / budget for k, v in counts.items()},
             "within the budget": {k: "yes" if v <= budget else "no" for k, v in counts.items()}},
            "budget_check", f"Parameters against the {budget:,} budget. Report 002: 4,754,218 in its summary "
@@ -131,7 +123,7 @@ figs.table({"parameters": counts, "% of the budget": {k: 100 * v / budget for k,
 
 # %%
 parts = parameters_by_part(full_model)
-figs.show(plots.parameter_breakdown(parts, budget=budget), "parameter_budget",
+figs.show(B.parameter_breakdown(parts, budget=budget), "parameter_budget",
           "Parameters of each part of the network at the report's width, against the budget.")
 figs.table({"parameters": parts, "share (%)": 100 * parts / parts.sum()}, "parameters_by_part",
            "Parameters of each part at width 1.", formats={"parameters": "{:,}", "share (%)": "{:.2f}"})
@@ -152,8 +144,7 @@ rows = B.layer_table(layers)
 figs.table(rows.iloc[list(range(10)) + list(range(len(rows) - 4, len(rows)))], "layer_table",
            f"The first 10 and last 4 of {len(rows)} layers at width 1. Report 002's table ends with Linear-85, "
            "2,570 parameters.", formats={"parameters": "{:,}"})
-figs.table({"this model (MB)": memory, "report 002 (MB)": {"input": 0.01, "forward_backward": 10.16,
-                                                            "params": 18.14, "total": 28.31}},
+figs.table({"this model (MB)": memory, "report 002 (MB)": S.study.reported["memory_mb"]},
            "memory", "Memory for one image, torchsummary's estimate, against report 002's.", digits=2)
 
 # %% [markdown]
@@ -210,11 +201,9 @@ figs.show(plots.learning_rates(h), "learning_rate",
 # %%
 views = tuple(ev.TTA_VIEWS)
 single, tta = (study.predict(runs, data, S, views=v)["budget"] for v in (("original",), views))
-mean, std = norm_stats(S.train, data)
-view_preds = {v: ev.predict(first.model, data.test_images, data.test_labels, mean=mean, std=std, views=(v,))
-              for v in views}
+view_preds = {v: ev.predict(first, data.test_images, data.test_labels, views=(v,)) for v in views}
 view_acc = {v: float(p.correct.mean()) for v, p in view_preds.items()} | {"all five": float(tta[0].correct.mean())}
-figs.show(plots.tta_bars(pd.Series(view_acc)), "tta_accuracy",
+figs.show(B.tta_bars(pd.Series(view_acc)), "tta_accuracy",
           f"Test accuracy of each view alone and of the five averaged, seed {S.seeds[0]}.", key=True)
 
 # %% [markdown]
@@ -226,23 +215,13 @@ figs.show(plots.tta_bars(pd.Series(view_acc)), "tta_accuracy",
 # the p-value McNemar's exact test on the images only one of the two gets right; with several
 # seeds, a paired t-test over seeds. The table gives each accuracy with its exact 95% interval;
 # the summary at the top sets the single-view accuracy beside the report's 94.65%, which comes
-# from the log's reading of the schedule (see the protocol section).
+# from the log's reading of the schedule (see the protocol section). With several seeds (`-p seeds
+# 3`) a figure follows: each seed's accuracy as a point, the mean with its 95% interval, and the
+# per-seed differences.
 
 # %%
-result = study.evidence(S, {"budget": single}, data, a=single, b=tta)
-figs.table(study.accuracy_table(S, {"single view": single, "5-view TTA": tta}), "test_accuracy",
-           "Test accuracy (%) without and with TTA, per seed, with exact 95% intervals.", digits=2)
-display(page.verdict_box(result.to_dict()))
-display(Markdown(evidence.describe(result)))
-
-# %% [markdown]
-# With several seeds (`-p seeds 3`) a figure follows here: each seed's accuracy as a point, the
-# mean with its 95% interval, and on the right the per-seed differences.
-
-# %%
-if len(S.seeds) > 1:
-    figs.show(evidence.seed_figure(result), "seed_comparison",
-              "Test accuracy per seed (points), mean and 95% interval; right: TTA minus single view per seed.")
+result = study.accuracy_verdict(S, {}, data, figs, a=single, b=tta,
+                                caption="Test accuracy (%) without and with TTA, per seed, with exact 95% intervals.")
 
 # %% [markdown]
 # ## 6. Each view against the original
@@ -273,7 +252,7 @@ figs.table(against, "views_against_original",
 # the image would be a real fifth view.
 
 # %%
-check = B.pad_crop_check(data.test_images, mean, std, view_preds)
+check = B.pad_crop_check(first, data.test_images, view_preds)
 figs.table({"pad-and-centre-crop view": check}, "pad_crop_check",
            f"The pad-and-centre-crop view against the original, test split, seed {S.seeds[0]}.")
 
@@ -321,7 +300,7 @@ if predict_images is None:
 else:
     ids, unlabelled = load_unlabelled(predict_images)
 csv_path = Path(output_dir) / "predictions.csv"
-B.write_predictions(csv_path, ids, ev.predict(first.model, unlabelled, mean=mean, std=std, views=views))
+B.write_predictions(csv_path, ids, ev.predict(first, unlabelled, views=views))
 written = B.check_predictions(csv_path, ids, data.num_classes)
 figs.table({"value": {"file": csv_path.name, "rows": f"{len(written):,}", "columns": ", ".join(written.columns),
                       "format check": "passed", "model": f"seed {S.seeds[0]}, 5-view TTA"}},
@@ -347,13 +326,11 @@ figs.table(written.head(), "predictions_head", "Its first rows.", index=False)
 # runs that change the augmentation, which this study does not run.
 
 # %% tags=["remove-cell"]
-metrics = head.finish(B.summary_rows(S, single, tta), result.to_dict(), runs)
+metrics = study.finish(head, S, {}, result, runs, a=single, b=tta, rows=B.summary_rows(S, single, tta))
 page.write_metrics(output_dir, {
-    **metrics, "epochs": S.train.epochs, "width": S.train.width, "budget": budget,
+    **metrics, "budget": budget,
     "parameters_width_1": counts["report's width (1)"], "parameters_this_run": list(counts.values())[1],
     "within_budget": counts["report's width (1)"] <= budget, "memory_mb": memory,
-    "test_acc_single": [float(p.correct.mean()) for p in single],
-    "test_acc_tta": [float(p.correct.mean()) for p in tta],
     "view_acc_first_seed": view_acc, "views_vs_original": view_stats,
     "pad_crop_is_identity": check["pixels equal to the original"], "predictions_csv": csv_path.name,
     "predictions_rows": len(written)}, figs)

@@ -20,12 +20,13 @@
 
 # %%
 import pandas as pd
-from IPython.display import Markdown, display
 
-from helpers import evidence, instrument, page, plots, study
-from helpers.models import build_model, count_parameters, summary
+from helpers import page, plots, study
+from helpers.models import build_model, count_parameters, flops, summary
 from helpers.profiles import settings
 from helpers.protocol import protocol_card
+from helpers.records import layers
+from helpers.studies import worksheet_analysis as W
 
 # %% tags=["parameters"]
 profile = "quick"       # smoke | quick | full
@@ -43,18 +44,11 @@ record_every = None     # None: the profile's interval in optimiser steps (full:
 log_to = "none"         # none | tensorboard | wandb: also copy the runs' logs there (if installed)
 
 # %%
-S = settings("worksheet_analysis", profile, dataset=dataset, seeds=seeds, seed=seed, device=device,
-             precision=precision, epochs=epochs, lr=lr, lr_2=lr_2, batch_size_2=batch_size_2,
-             record_every=record_every)
-if log_to not in instrument.LOGGERS:
-    raise ValueError(f"log_to must be one of {', '.join(instrument.LOGGERS)}, not {log_to!r}")
-data = S.load_data()
-head = page.Header("Inside a ResNet-18 run: compute, gradient flow, weight updates and the batch size",
-                   reference_report="003", profile=profile, dataset=S.data_choice.source, seeds=list(S.seeds),
-                   dataset_note=S.data_choice.banner() if S.data_choice.fell_back else None)
-head.show()
-figs = page.Figures(output_dir)
-plots.style()
+if log_to not in W.LOGGERS:
+    raise ValueError(f"log_to must be one of {', '.join(W.LOGGERS)}, not {log_to!r}")
+S, data, head, figs = study.begin("worksheet_analysis", output_dir, profile=profile, dataset=dataset, seeds=seeds,
+                                  seed=seed, device=device, precision=precision, epochs=epochs, lr=lr, lr_2=lr_2,
+                                  batch_size_2=batch_size_2, record_every=record_every)
 
 # %% [markdown]
 # Accuracy curves show *that* a network learns; this study looks at *how*. It counts what one
@@ -100,14 +94,14 @@ figs.show(plots.one_per_class(data.train_images, data.train_labels, data.classes
 
 # %%
 model = build_model("resnet18_cifar", data.num_classes)
-arch = instrument.architecture(model)
-weights = [name for name, _ in instrument.layers(model)]
-run_model = build_model("resnet18_cifar", data.num_classes, width=S.train.width)
+arch = W.architecture(model)
+weights = [name for name, _ in layers(model)]
+run_model = build_model("resnet18_cifar", data.num_classes, width=S.config.width)
 facts = {"total parameters": count_parameters(model), "trainable parameters": count_parameters(model, True),
          "depth (weight layers on the main path)": sum("downsample" not in n for n in weights),
          "residual blocks": int((arch["type"] == "BasicBlock").sum()),
          "memory of the weights (MB, fp32)": summary(model)[1]["params"],
-         f"parameters at this run's width ({S.train.width:g})": count_parameters(run_model)}
+         f"parameters at this run's width ({S.config.width:g})": count_parameters(run_model)}
 figs.table(pd.Series(facts, name="ResNet-18", dtype=object), "model", "The model at the report's width (report 003: "
            "11,173,962 parameters, 18 layers, 8 residual blocks, about 42.6 MB).", digits=1)
 
@@ -132,8 +126,8 @@ figs.table(arch, "architecture", "ResNet-18 for 32x32 images, part by part, at t
 # are a rounding error beside them. The figure gives each layer's share of the total.
 
 # %%
-flop_table, flop_totals = instrument.flops(model)
-figs.show(plots.flops_per_layer(flop_table), "flops_per_layer",
+flop_table, flop_totals = flops(model)
+figs.show(W.flops_per_layer(flop_table), "flops_per_layer",
           "Each layer's share of one image's forward pass, stem at the top. Notice how many layers tie.")
 top = flop_table["share"].max()
 totals = {"multiply-adds per image (G)": flop_totals["macs"] / 1e9, "FLOPs per image (G, 2 per MAC)":
@@ -171,7 +165,7 @@ runs = study.train(S, data)
 first = {variant: variant_runs[0] for variant, variant_runs in runs.items()}
 names = {v: f"exp {v[-1]} (batch {r.config.batch_size}, lr {r.config.lr:g})" for v, r in first.items()}
 histories = {names[v]: r.history for v, r in first.items()}
-logs = {names[v]: instrument.log_run(r, to=log_to) for v, r in first.items()}
+logs = {names[v]: W.log_run(r, to=log_to) for v, r in first.items()}
 
 # %% [markdown]
 # The report's comparison table, this run's numbers (first seed) beside the report's. The gap is
@@ -179,7 +173,7 @@ logs = {names[v]: instrument.log_run(r, to=log_to) for v, r in first.items()}
 # accuracy reaches 95% of the final one; the time is this machine's, not the report's GPU.
 
 # %%
-results = instrument.experiment_summary(first, data)
+results = W.experiment_summary(first, data)
 figs.table(results.T, "experiments", f"Both experiments at the last epoch, seed {S.seeds[0]}, against report 003.",
            formats="{:,.4g}")
 
@@ -188,7 +182,7 @@ figs.table(results.T, "experiments", f"Both experiments at the last epoch, seed 
 # fractions of this run's epochs.
 
 # %%
-n_epochs = S.train.epochs
+n_epochs = S.config.epochs
 picked = sorted({1, *(int(round(f * n_epochs)) for f in (0.2, 0.4, 0.6, 0.8, 1.0))} - {0})
 columns = ("train_loss", "train_acc", "test_loss", "test_acc")
 progress = pd.DataFrame({f"exp {v[-1]}: {c.replace('_', ' ')}": r.history.set_index("epoch").loc[picked, c]
@@ -212,24 +206,12 @@ figs.show(plots.training_curves(histories, "acc"), "accuracy_curves",
 # Both experiments are tested with their last epoch's weights on the same test images. The
 # difference comes with a 95% interval and a test of whether it could be chance (with one seed: a
 # paired bootstrap over test images and McNemar's test on the images only one experiment gets right;
-# with several seeds: a paired t-test over seeds). The verdict sets the result against the report's
-# 0.71 points in favour of experiment 1.
+# with several seeds: a paired t-test over seeds, and a figure of each seed's accuracy). The verdict
+# sets the result against the report's 0.71 points in favour of experiment 1.
 
 # %%
 preds = study.predict(runs, data, S)
-result = study.evidence(S, preds, data)
-figs.table(study.accuracy_table(S, preds), "test_accuracy", "Test accuracy (%) of each experiment and seed.")
-display(page.verdict_box(result.to_dict()))
-display(Markdown(evidence.describe(result)))
-
-# %% [markdown]
-# With several seeds, each seed's accuracy is a point and the figure shows the mean with its 95%
-# interval; the right panel shows the per-seed differences, the report's difference dashed.
-
-# %%
-if len(S.seeds) > 1:
-    figs.show(evidence.seed_figure(result), "seed_comparison",
-              "Test accuracy per seed (points), mean and 95% interval; right: experiment 2 minus experiment 1.")
+result = study.accuracy_verdict(S, preds, data, figs, caption="Test accuracy (%) of each experiment and seed.")
 
 # %% [markdown]
 # ## 6. Gradient flow
@@ -241,7 +223,7 @@ if len(S.seeds) > 1:
 
 # %%
 gradients = {names[v]: r.gradients for v, r in first.items()}
-figs.show(plots.gradient_flow(gradients, "mean_abs"), "gradient_flow",
+figs.show(W.gradient_flow(gradients, "mean_abs"), "gradient_flow",
           f"Mean |gradient| per layer early, midway and late in training, seed {S.seeds[0]}.", key=True)
 
 # %% [markdown]
@@ -250,7 +232,7 @@ figs.show(plots.gradient_flow(gradients, "mean_abs"), "gradient_flow",
 # anneals and the loss falls, top to bottom for how they differ across depth.
 
 # %%
-figs.show(plots.layer_heatmaps(gradients, "norm", "gradient norm", "Gradient norm by layer over training"),
+figs.show(W.layer_heatmaps(gradients, "norm", "gradient norm", "Gradient norm by layer over training"),
           "gradient_norm_heatmap", f"log10 gradient norm per layer (rows) and record (columns), seed {S.seeds[0]}.")
 
 # %% [markdown]
@@ -260,7 +242,7 @@ figs.show(plots.layer_heatmaps(gradients, "norm", "gradient norm", "Gradient nor
 # report gives as 0.00342 at convergence.
 
 # %%
-health = instrument.gradient_health(gradients)
+health = W.gradient_health(gradients)
 figs.table(health, "gradient_health", f"Gradient health over all records, seed {S.seeds[0]}.",
            formats=page.number)
 
@@ -270,7 +252,7 @@ figs.table(health, "gradient_health", f"Gradient health over all records, seed {
 # stage (over all records and layers of the stage) and the median gradient norm, for experiment 1.
 
 # %%
-stages = instrument.stage_gradients(first["exp1"].gradients)
+stages = W.stage_gradients(first["exp1"].gradients)
 figs.table(stages, "gradient_stages", f"Gradients per stage of experiment 1, seed {S.seeds[0]}, against report 003.",
            formats={c: "{:.1e}" for c in stages.columns[:-1]})
 
@@ -286,9 +268,9 @@ figs.table(stages, "gradient_stages", f"Gradients per stage of experiment 1, see
 updates = {names[v]: r.updates for v, r in first.items()}
 stage_last = [[n for n in weights if n.startswith(f"layer{i}.") and "downsample" not in n][-1] for i in range(1, 5)]
 shown = [weights[0], *stage_last, weights[-1]]
-figs.show(plots.update_lines(updates, shown), "weight_updates",
+figs.show(W.update_lines(updates, shown), "weight_updates",
           f"Relative weight update per interval of a few layers, seed {S.seeds[0]}.")
-figs.show(plots.layer_heatmaps(updates, "relative_update", "relative update", "Relative weight update by layer"),
+figs.show(W.layer_heatmaps(updates, "relative_update", "relative update", "Relative weight update by layer"),
           "weight_update_heatmap", f"log10 relative update per layer (rows) and record (columns), seed {S.seeds[0]}.")
 
 # %% [markdown]
@@ -298,7 +280,7 @@ figs.show(plots.layer_heatmaps(updates, "relative_update", "relative update", "R
 # update beside it: a large layer can travel far and still change little relative to its size.
 
 # %%
-figs.table(instrument.stage_updates(first["exp1"].updates), "update_stages",
+figs.table(W.stage_updates(first["exp1"].updates), "update_stages",
            f"Weight change per stage of experiment 1, seed {S.seeds[0]}, against report 003's ranking.",
            formats={"total change": "{:.3g}", "mean relative update": "{:.2e}", "report 003's rank": "{:.0f}"})
 
@@ -309,9 +291,9 @@ figs.table(instrument.stage_updates(first["exp1"].updates), "update_stages",
 # table checks the bound over every layer and record, and on the final weights.
 
 # %%
-figs.show(plots.weight_stats(updates, shown, limit=instrument.WEIGHT_LIMIT), "weight_stats",
+figs.show(W.weight_stats(updates, shown, limit=W.WEIGHT_LIMIT), "weight_stats",
           f"Weight standard deviation (top) and largest |weight| (bottom) over training, seed {S.seeds[0]}.")
-check = instrument.weight_check({names[v]: r for v, r in first.items()})
+check = W.weight_check({names[v]: r for v, r in first.items()})
 figs.table(check, "weight_check", f"Largest |weight| of any layer over the run, seed {S.seeds[0]}.",
            formats={"largest |weight|": "{:.3f}"})
 
@@ -336,7 +318,7 @@ figs.table(lr_log, "lr_log", "This run's learning rate after the step, at the se
 
 # %%
 full_configs = {v: configs[0] for v, configs in settings("worksheet_analysis", "full").runs().items()}
-figs.table(instrument.lr_readings(full_configs), "lr_readings",
+figs.table(W.lr_readings(full_configs), "lr_readings",
            "Report 003's logged LR, and the full profile's schedule after the step and at the start.", digits=4)
 
 # %% [markdown]
@@ -357,10 +339,9 @@ figs.table(instrument.lr_readings(full_configs), "lr_readings",
 # of the curves, not their exact values.
 
 # %% tags=["remove-cell"]
-metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict(), runs)
+metrics = study.finish(head, S, preds, result, runs)
 page.write_metrics(output_dir, {
-    **metrics, "test_acc": study.accuracies(S, preds), "epochs": S.train.epochs, "width": S.train.width,
-    "record_every": S.train.record_every, "macs_per_image": flop_totals["macs"], "flops_per_image": flop_totals["flops"],
+    **metrics, "record_every": S.config.record_every, "macs_per_image": flop_totals["macs"], "flops_per_image": flop_totals["flops"],
     "results": results.to_dict(orient="index"), "gradient_health": health.to_dict(),
     "weights_below_limit": {n: bool(v) for n, v in check.iloc[:, -1].items()}, "logs": logs,
 }, figs)

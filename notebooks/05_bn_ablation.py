@@ -19,12 +19,9 @@
 # Run it top to bottom (or headless: `make reports`); the report hides this notebook's code.
 
 # %%
-from IPython.display import Markdown, display
-
 from helpers import evaluate as ev
-from helpers import evidence, page, plots, study
+from helpers import page, plots, study
 from helpers.models import build_model, count_parameters
-from helpers.profiles import settings
 from helpers.protocol import protocol_card
 
 # %% tags=["parameters"]
@@ -38,15 +35,8 @@ output_dir = "../reports/interactive/05_bn_ablation"  # figures/ and metrics.jso
 epochs = None           # None: the profile's number of epochs
 
 # %%
-S = settings("bn_ablation", profile, dataset=dataset, seeds=seeds, seed=seed, device=device,
-             precision=precision, epochs=epochs)
-data = S.load_data()
-head = page.Header("What does BatchNorm change? A one-variable ablation", reference_report="004",
-                   profile=profile, dataset=S.data_choice.source, seeds=list(S.seeds),
-                   dataset_note=S.data_choice.banner() if S.data_choice.fell_back else None)
-head.show()
-figs = page.Figures(output_dir)
-plots.style()
+S, data, head, figs = study.begin("bn_ablation", output_dir, profile=profile, dataset=dataset, seeds=seeds,
+                                  seed=seed, device=device, precision=precision, epochs=epochs)
 
 # %% [markdown]
 # Two copies of one small CNN (three convolution blocks and a 256-unit classifier with dropout)
@@ -82,7 +72,7 @@ figs.show(plots.one_per_class(data.train_images, data.train_labels, data.classes
 # balanced classes, so plain accuracy is a fair summary of each model.
 
 # %%
-counts = data.class_counts(S.train.val_fraction, S.train.split_seed)
+counts = data.class_counts(S.config.val_fraction, S.config.split_seed)
 figs.show(plots.class_distribution(counts), "class_distribution",
           "Images per class in the training, validation and test splits.")
 
@@ -96,7 +86,7 @@ figs.show(plots.class_distribution(counts), "class_distribution",
 
 # %%
 variants = {name: config.model_kwargs for name, (config, *_) in S.runs().items()}
-params = {name: {"this run": count_parameters(build_model("simple_cnn", data.num_classes, width=S.train.width, **kw)),
+params = {name: {"this run": count_parameters(build_model("simple_cnn", data.num_classes, width=S.config.width, **kw)),
                  "report's width 1": count_parameters(build_model("simple_cnn", 10, **kw))}
           for name, kw in variants.items()}
 figs.table(params, "parameters", "Parameters of each model; report 004 counts 620,362 and 621,322.",
@@ -112,7 +102,7 @@ figs.table(params, "parameters", "Parameters of each model; report 004 counts 62
 # %%
 runs = study.train(S, data)
 first = {name: variant_runs[0].history for name, variant_runs in runs.items()}
-lr_steps = list(range(S.train.step_size, S.train.epochs, S.train.step_size))
+lr_steps = list(range(S.config.step_size, S.config.epochs, S.config.step_size))
 
 # %% [markdown]
 # Training loss (solid) and validation loss (dotted) per epoch; the dashed grey lines mark the
@@ -140,23 +130,12 @@ figs.show(plots.training_curves(first, "acc", lr_steps), "accuracy_curves",
 # are compared on the *same* test images: the difference comes with a 95% interval and a test of
 # whether it could be chance (with one seed: a paired bootstrap over test images and McNemar's test
 # on the images only one model gets right; with several seeds: a paired t-test over seeds). The
-# verdict sets the result against the report's.
+# verdict sets the result against the report's. With several seeds a figure follows: each seed's
+# accuracy as a point, the mean with its 95% interval, and the per-seed differences.
 
 # %%
 preds = study.predict(runs, data, S)
-result = study.evidence(S, preds, data)
-figs.table(study.accuracy_table(S, preds), "test_accuracy", "Test accuracy (%) of each model and seed.")
-display(page.verdict_box(result.to_dict()))
-display(Markdown(evidence.describe(result)))
-
-# %% [markdown]
-# With several seeds, each seed's accuracy is a point and the figure shows the mean with its 95%
-# interval; the right panel shows the per-seed differences, the report's difference dashed.
-
-# %%
-if len(S.seeds) > 1:
-    figs.show(evidence.seed_figure(result), "seed_comparison",
-              "Test accuracy per seed (points), mean and 95% interval; right: BatchNorm minus baseline per seed.")
+result = study.accuracy_verdict(S, preds, data, figs)
 
 # %% [markdown]
 # ## 5. How fast each model learns
@@ -231,7 +210,7 @@ if len(rescued):
                                  "baseline"), "rescued_by_batchnorm",
               f"Test images rescued by BatchNorm (right with it, wrong without), seed {S.seeds[0]}.")
 moved = ev.migration(p0["baseline"], p0["batchnorm"])
-figs.table({"images": {"rescued": moved["corrected"], "broken": moved["regressed"], "net": moved["net"]}},
+figs.table({"images": {"rescued": moved["rescued"], "broken": moved["broken"], "net": moved["net"]}},
            "rescued", f"Test images rescued and broken by BatchNorm, seed {S.seeds[0]}.")
 
 # %% [markdown]
@@ -245,8 +224,10 @@ figs.table({"images": {"rescued": moved["corrected"], "broken": moved["regressed
 # %%
 figs.show(plots.epoch_times(first), "training_time", f"Seconds per epoch and cumulative, seed {S.seeds[0]}.")
 seconds = {name: float(h["seconds"].sum()) for name, h in first.items()}
+reported = S.study.reported["train_seconds"]
 figs.table({"training seconds": seconds, "seconds per epoch": {n: h["seconds"].mean() for n, h in first.items()}},
-           "time", "Training time of each model (report 004: 135.5 s and 150.8 s, +11.3%, on Apple MPS).")
+           "time", f"Training time of each model (report 004: {reported[0]} s and {reported[1]} s, "
+           f"{100 * (reported[1] / reported[0] - 1):+.1f}%, on Apple MPS).")
 
 # %% [markdown]
 # ## Conclusion
@@ -264,7 +245,6 @@ figs.table({"training seconds": seconds, "seconds per epoch": {n: h["seconds"].m
 # both models at several learning rates and several seeds before declaring a winner.
 
 # %% tags=["remove-cell"]
-metrics = head.finish(study.headline(S, study.accuracies(S, preds)), result.to_dict(), runs)
-page.write_metrics(output_dir, {**metrics, "test_acc": study.accuracies(S, preds), "smoothness": steady_metrics,
-                                "rescued": moved["corrected"], "broken": moved["regressed"],
-                                "train_seconds": seconds, "epochs": S.train.epochs, "width": S.train.width}, figs)
+metrics = study.finish(head, S, preds, result, runs)
+page.write_metrics(output_dir, {**metrics, "smoothness": steady_metrics, "rescued": moved["rescued"],
+                                "broken": moved["broken"], "train_seconds": seconds}, figs)

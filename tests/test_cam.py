@@ -13,7 +13,8 @@ from torch import nn
 from helpers.cam import _ranks, compute_cams, energy_in_mask, faithfulness, overlay, random_maps, spread, target_layer
 from helpers.data import make_synthetic
 from helpers.loader import normalize
-from helpers.models import MODELS, FlexibleCNN, SimpleCNN, build_model, last_conv, torchvision_resnet18_cifar
+from helpers.models import MODELS, FlexibleCNN, Net, SimpleCNN, build_model, last_conv
+from reference_models import torchvision_resnet18_cifar
 
 NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
@@ -31,7 +32,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def cams_pred(model, data):
-    return compute_cams(model, data.test_images, **NORM)
+    return compute_cams(Net(model, **NORM), data.test_images)
 
 
 # --- target layer ----------------------------------------------------------------------------------
@@ -78,29 +79,29 @@ def test_shapes_and_range(cams_pred, data):
 def test_none_targets_are_the_predictions(model, data, cams_pred):
     with torch.no_grad():
         pred = model(normalize(data.test_images, **NORM)).argmax(1)
-    np.testing.assert_allclose(compute_cams(model, data.test_images, targets=pred.tolist(), **NORM), cams_pred,
+    np.testing.assert_allclose(compute_cams(Net(model, **NORM), data.test_images, targets=pred.tolist()), cams_pred,
                                atol=1e-6)
 
 
 def test_one_target_per_image(model, data):
     images = data.test_images[:6]
-    c0 = compute_cams(model, images, targets=0, **NORM)
-    c1 = compute_cams(model, images, targets=1, **NORM)
+    c0 = compute_cams(Net(model, **NORM), images, targets=0)
+    c1 = compute_cams(Net(model, **NORM), images, targets=1)
     assert not np.allclose(c0, c1, atol=1e-3)  # different classes, different explanations
     per_image = np.array([0, 1, 1, 0, 1, 0])  # the second chunk (batch 4) needs its own targets
-    mixed = compute_cams(model, images, targets=per_image, batch_size=4, **NORM)
+    mixed = compute_cams(Net(model, **NORM), images, targets=per_image, batch_size=4)
     np.testing.assert_allclose(mixed, np.where(per_image[:, None, None] == 1, c1, c0), atol=1e-5)
-    np.testing.assert_allclose(compute_cams(model, images, targets=torch.tensor([1] * 6), **NORM), c1, atol=1e-6)
+    np.testing.assert_allclose(compute_cams(Net(model, **NORM), images, targets=torch.tensor([1] * 6)), c1, atol=1e-6)
 
 
 def test_batched_equals_one_at_a_time(model, data, cams_pred):
-    np.testing.assert_allclose(compute_cams(model, data.test_images, batch_size=3, **NORM), cams_pred, atol=1e-4)
-    np.testing.assert_allclose(compute_cams(model, data.test_images, batch_size=1, **NORM), cams_pred, atol=1e-4)
+    np.testing.assert_allclose(compute_cams(Net(model, **NORM), data.test_images, batch_size=3), cams_pred, atol=1e-4)
+    np.testing.assert_allclose(compute_cams(Net(model, **NORM), data.test_images, batch_size=1), cams_pred, atol=1e-4)
 
 
 def test_layer_argument(model, data, cams_pred):
-    np.testing.assert_allclose(compute_cams(model, data.test_images, layer=target_layer(model), **NORM), cams_pred)
-    early = compute_cams(model, data.test_images, layer=model.stages[0], **NORM)
+    np.testing.assert_allclose(compute_cams(Net(model, **NORM), data.test_images, layer=target_layer(model)), cams_pred)
+    early = compute_cams(Net(model, **NORM), data.test_images, layer=model.stages[0])
     assert early.shape == cams_pred.shape and not np.allclose(early, cams_pred, atol=1e-3)
 
 
@@ -112,7 +113,7 @@ def test_no_side_effects_left(data):
     kept = m.fc.weight
     kept.grad = torch.full_like(kept, 7.0)
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    compute_cams(m, data.test_images[:4], **NORM)
+    compute_cams(Net(m, **NORM), data.test_images[:4])
     assert m.training  # mode given back
     assert all(not mod._forward_hooks and not mod._backward_hooks for mod in m.modules())
     assert not frozen.requires_grad
@@ -125,18 +126,18 @@ def test_no_side_effects_left(data):
 
 def test_works_under_no_grad(model, data, cams_pred):
     with torch.no_grad():
-        np.testing.assert_allclose(compute_cams(model, data.test_images, **NORM), cams_pred, atol=1e-6)
+        np.testing.assert_allclose(compute_cams(Net(model, **NORM), data.test_images), cams_pred, atol=1e-6)
 
 
 def test_bad_targets(model, data):
     images = data.test_images[:3]
     with pytest.raises(ValueError):
-        compute_cams(model, images, targets=[0, 1], **NORM)  # not one per image
+        compute_cams(Net(model, **NORM), images, targets=[0, 1])  # not one per image
     with pytest.raises(ValueError):
-        compute_cams(model, images, targets=-1, **NORM)  # would silently index from the end
+        compute_cams(Net(model, **NORM), images, targets=-1)  # would silently index from the end
     with pytest.raises(ValueError):
-        compute_cams(model, images, targets=10, **NORM)  # beyond the 10 outputs
-    assert compute_cams(model, images[:0], **NORM).shape == (0, 32, 32)
+        compute_cams(Net(model, **NORM), images, targets=10)  # beyond the 10 outputs
+    assert compute_cams(Net(model, **NORM), images[:0]).shape == (0, 32, 32)
 
 
 def test_cpu_matches_a_model_without_inplace_ops(data):
@@ -150,7 +151,7 @@ def test_cpu_matches_a_model_without_inplace_ops(data):
     x = normalize(data.test_images, **NORM)
     with GradCAM(model=ref_model, target_layers=[last_conv(ref_model)]) as cam:
         ref = cam(input_tensor=x, targets=[ClassifierOutputTarget(3)] * len(x))
-    np.testing.assert_allclose(compute_cams(m, data.test_images, targets=3, **NORM), ref, atol=1e-5)
+    np.testing.assert_allclose(compute_cams(Net(m, **NORM), data.test_images, targets=3), ref, atol=1e-5)
 
 
 # --- overlay ---------------------------------------------------------------------------------------
@@ -280,7 +281,7 @@ def test_faithfulness_map_of_the_used_region_beats_random():
     images, cams = patch_data()
     model = PatchModel().train()
     model.gain.requires_grad_(False)
-    df = faithfulness(model, images, cams, **NORM)
+    df = faithfulness(Net(model, **NORM), images, cams)
     assert len(df) == len(images) and df["target"].eq(1).all() and (df["confidence"] > 0.99).all()
     assert df["beats_random"].all()
     # removing the patch first costs ~0.5 of probability, removing the rest first costs nothing
@@ -292,7 +293,7 @@ def test_faithfulness_map_of_the_used_region_beats_random():
     # a map that points away from the patch (a square in the corner) does not beat random
     away = np.zeros_like(cams)
     away[:, :8, :8] = 1.0
-    bad = faithfulness(model, images, away, **NORM)
+    bad = faithfulness(Net(model, **NORM), images, away)
     assert (bad["road"] < 0.05).all() and not bad["beats_random"].any()
 
 
@@ -301,16 +302,16 @@ def test_faithfulness_is_seeded_and_leaves_the_global_rng(model, data, cams_pred
     torch.manual_seed(5)
     expected_next = torch.rand(3)
     torch.manual_seed(5)
-    first = faithfulness(model, images, cams, masks=data.test_masks[:4], batch_size=3, percentiles=(50,), **NORM)
+    first = faithfulness(Net(model, **NORM), images, cams, masks=data.test_masks[:4], batch_size=3, percentiles=(50,))
     assert torch.equal(torch.rand(3), expected_next)  # the imputer's noise came from a forked RNG
-    again = faithfulness(model, images, cams, masks=data.test_masks[:4], batch_size=3, percentiles=(50,), **NORM)
+    again = faithfulness(Net(model, **NORM), images, cams, masks=data.test_masks[:4], batch_size=3, percentiles=(50,))
     pd.testing.assert_frame_equal(first, again)
     assert list(first.columns) == ["target", "confidence", "road", "keep", "road_random", "keep_random",
                                    "beats_random", "in_mask", "in_mask_random"]
     np.testing.assert_allclose(first["in_mask"], energy_in_mask(cams, data.test_masks[:4]))
     with pytest.raises(ValueError):
-        faithfulness(model, images, cams[:3], **NORM)
+        faithfulness(Net(model, **NORM), images, cams[:3])
     with pytest.raises(ValueError, match="beyond"):
-        faithfulness(model, images, cams, targets=10, **NORM)
-    empty = faithfulness(model, images[:0], cams[:0], **NORM)
+        faithfulness(Net(model, **NORM), images, cams, targets=10)
+    empty = faithfulness(Net(model, **NORM), images[:0], cams[:0])
     assert len(empty) == 0 and list(empty.columns) == list(first.columns[:7])

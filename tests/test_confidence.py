@@ -1,7 +1,6 @@
 """helpers.confidence's confidence analysis, helpers.evaluate's test-time augmentation and prediction files (02, 03)."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -10,6 +9,8 @@ from helpers import confidence as C
 from helpers import evaluate as E
 from helpers.data import load_unlabelled
 from helpers.evaluate import Predictions
+from helpers.studies import cutmix_study
+from helpers.models import Net
 
 
 def preds_from(conf, pred, labels, num_classes=3):
@@ -41,7 +42,7 @@ def test_confidence_summary():
 
 def test_migration():
     m = E.migration(A, B)
-    assert m == dict(corrected=1, regressed=1, net=0, still_wrong=2, still_wrong_less_confident=1,
+    assert m == dict(rescued=1, broken=1, net=0, still_wrong=2, still_wrong_less_confident=1,
                      share_less_confident=0.5)
     with pytest.raises(ValueError):
         E.migration(A, preds_from([0.9], [0], [0]))
@@ -79,11 +80,6 @@ def test_risk_coverage():
     assert tied["coverage"].tolist() == pytest.approx([2 / 3, 1.0])  # ties are kept or dropped together
 
 
-def test_train_val_gap():
-    h = pd.DataFrame(dict(epoch=[1, 2], train_acc=[0.5, 0.99], val_acc=[0.4, 0.6]))
-    assert E.train_val_gap(h) == pytest.approx(0.39)
-
-
 # --- test-time augmentation -----------------------------------------------------------------------
 
 
@@ -114,14 +110,14 @@ def test_tta_averages_softmax_over_views_batched():
     images = torch.zeros(3, 3, 32, 32, dtype=torch.uint8)
     images[0, :, 0, 0] = 255   # top-left bright: class 1 as is; flipped, both corners are dark (50/50)
     model = Spy()
-    one = E.predict(model, images, mean=(0, 0, 0), std=(1, 1, 1), views=("original",))
-    both = E.predict(model, images, mean=(0, 0, 0), std=(1, 1, 1), views=("original", "hflip"), batch_size=2)
+    one = E.predict(Net(model, (0, 0, 0), (1, 1, 1)), images, views=("original",))
+    both = E.predict(Net(model, (0, 0, 0), (1, 1, 1)), images, views=("original", "hflip"), batch_size=2)
     assert one.pred[0] == 1
     assert both.probs[0] == pytest.approx((one.probs[0] + np.array([0.5, 0.5])) / 2, rel=1e-5)
     assert both.probs[1] == pytest.approx([0.5, 0.5])
     assert [len(s) for s in model.seen[1:]] == [2, 2, 1, 1]  # whole batches per view, not images
     with pytest.raises(ValueError, match="valid views: original, hflip, vflip, pad_crop, blur"):
-        E.predict(model, images, mean=(0, 0, 0), std=(1, 1, 1), views=("rotate",))
+        E.predict(Net(model, (0, 0, 0), (1, 1, 1)), images, views=("rotate",))
 
 
 def test_load_unlabelled_folder_and_arrays(tmp_path):
@@ -151,7 +147,7 @@ def test_load_unlabelled_folder_and_arrays(tmp_path):
 # --- two models on the same test images, with uncertainty (02) --------------------------------------
 
 def test_confident_errors_one_seed_counts_and_mcnemar():
-    table, out = C.confident_errors([A], [B], ("base", "mix"))
+    table, out = C.confident_errors([A], [B], ("base", "mix"), reported=cutmix_study.STUDY.reported["wrong_by_confidence"])
     assert list(table.index) == ["all wrong answers", "wrong, conf. >= 0.5", "wrong, conf. >= 0.7",
                                  "wrong, conf. >= 0.9", "wrong, conf. >= 0.99"]
     # A wrong at 2 (0.95), 3 (0.6), 4 (0.995); B wrong at 3 (0.65), 4 (0.6), 5 (0.55)
@@ -159,12 +155,13 @@ def test_confident_errors_one_seed_counts_and_mcnemar():
     assert table["difference (images)"].tolist() == [0, 0, -2, -2, -1]
     # >= 0.9: two discordant images, both favour B: exact two-sided binomial p = 2 * 0.5 ** 2
     assert out["0.9"]["p_value"] == pytest.approx(0.5) and out["0.9"]["only_a"] == 2
-    assert table.loc["wrong, conf. >= 0.9", "report 001 (of 10,000)"] == "315 -> 44"
-    assert table.loc["wrong, conf. >= 0.5", "report 001 (of 10,000)"] == "—"
+    assert table.loc["wrong, conf. >= 0.9", "report (of 10,000)"] == "315 -> 44"
+    assert table.loc["wrong, conf. >= 0.5", "report (of 10,000)"] == "—"
 
 
 def test_confident_errors_over_seeds_uses_a_paired_t_test():
     table, out = C.confident_errors([A, A, B], [B, B, B], thresholds=(0.9,))
+    assert "report (of 10,000)" not in table  # no report's counts given
     assert table.loc["wrong, conf. >= 0.9", "test"] == "paired t-test over 3 seeds"
     assert out["0.9"]["diffs"] == [-2, -2, 0] and out["0.9"]["mean"] == pytest.approx(-4 / 3)
     with pytest.raises(ValueError, match="one Predictions per seed"):
@@ -206,11 +203,11 @@ def test_val_test_table_and_split_shift():
     val = {"base": preds_from([0.9] * 4, [0, 0, 0, 0], [0, 0, 0, 1]),
            "mix": preds_from([0.9] * 4, [0, 0, 0, 0], [0, 0, 1, 1])}
     test = {"base": A, "mix": B}  # 50% and 50%
-    table, out = E.val_test_table(val, test)
+    table, out = cutmix_study.val_test_table(val, test)
     assert list(table.index) == ["base", "mix", "mix - base"]
     assert table.loc["base", "validation - test (points)"] == pytest.approx(25.0)
     assert table.loc["mix", "validation - test (points)"] == pytest.approx(0.0)
     assert table.loc["mix - base", "validation - test (points)"] == pytest.approx(-25.0)
     assert out["mix - base"]["diff"] == pytest.approx(-0.25)
-    assert "background" in E.split_shift(SimpleNamespace(test_masks=np.zeros((1, 32, 32), bool)))
-    assert "not a measure of reliance" in E.split_shift(SimpleNamespace(test_masks=None))
+    assert "background" in cutmix_study.split_shift(SimpleNamespace(test_masks=np.zeros((1, 32, 32), bool)))
+    assert "not a measure of reliance" in cutmix_study.split_shift(SimpleNamespace(test_masks=None))

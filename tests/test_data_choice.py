@@ -5,7 +5,7 @@ import urllib.error
 
 import pytest
 
-import helpers
+from helpers import profiles
 from helpers.data import auto
 from helpers.profiles import settings
 from test_data import fake_cifar, make_tar, make_tree, skip_md5  # noqa: F401 (skip_md5 is a fixture)
@@ -18,7 +18,7 @@ def data_dir(tmp_path, monkeypatch):
     """An empty project data folder; asking the network fails the test unless the test allows it."""
     root = tmp_path / "data"
     root.mkdir()
-    monkeypatch.setattr(helpers, "DATA_DIR", root)
+    monkeypatch.setattr(profiles, "DATA_DIR", root)
     monkeypatch.delenv(auto.OFFLINE_ENV, raising=False)
     monkeypatch.setattr(auto, "unreachable", lambda url, timeout=auto.TIMEOUT: pytest.fail(f"asked the network: {url}"))
     return root

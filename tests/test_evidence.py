@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from helpers import evidence as E
-from helpers.evidence import (VERDICTS, compare_runs, count_sentence, describe, epoch_variation, format_p,
+from helpers.evidence import (VERDICTS, accuracy_interval, compare_runs, describe, epoch_variation, format_p,
                               over_seeds, paired_over_seeds, paired_proportions, paired_values, scale_text,
                               seed_figure, verdict)
 
@@ -55,10 +55,13 @@ def test_counts_for_confident_errors():
     r = paired_proportions(a, b)
     c = r.counts()
     assert (c["a"], c["b"], c["diff"]) == (315, 44, -271)
-    assert c["ci"][0] < -271 < c["ci"][1]
-    s = count_sentence(r, "wrong with >= 90% confidence")
-    assert s.startswith("wrong with >= 90% confidence: 315 -> 44 of 10,000 test images (-271, 95% interval [")
-    assert "p < 0.001" in s
+    assert c["ci"][0] < -271 < c["ci"][1] and r.p_value < 0.001
+
+
+def test_accuracy_interval_is_the_exact_binomial_one():
+    correct = np.array([True] * 70 + [False] * 30)
+    expected = stats.binomtest(70, 100).proportion_ci(0.95, method="exact")
+    assert accuracy_interval(correct) == pytest.approx((100 * expected.low, 100 * expected.high))
 
 
 def test_bootstrap_is_seeded():

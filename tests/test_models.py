@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from helpers.models import (MODELS, build_model, count_parameters, last_conv, resnet18_cifar,
-                            torchvision_resnet18_cifar)
+from helpers.models import MODELS, build_model, count_parameters, last_conv, resnet18_cifar
+from reference_models import torchvision_resnet18_cifar
 
 # (name, kwargs, parameters at width 1 for 10 classes) -- the numbers the reports give
 REPORT_COUNTS = [

@@ -15,7 +15,7 @@ import numpy as np
 import papermill
 import pytest
 
-from helpers import runner
+from helpers import runner, studies
 
 NOTEBOOKS = sorted(runner.NOTEBOOKS_DIR.glob("*.ipynb"))
 REQUIRED = {"profile", "dataset", "seed", "device", "output_dir"}
@@ -58,6 +58,12 @@ def test_parameters_cell(path):
     assert tagged[0] <= 1, "the parameters cell should be the first or second code cell"
     missing = REQUIRED - set(papermill.inspect_notebook(str(path)))
     assert not missing, f"parameters cell does not define {sorted(missing)}"
+
+
+def test_every_study_has_its_notebook_and_every_notebook_a_study():
+    """The registry (helpers.studies) and notebooks/ agree: adding a study is one module and one notebook."""
+    assert sorted(s.notebook for s in studies.STUDIES.values()) == [p.stem for p in NOTEBOOKS]
+    assert set(KEY_FIGURES) == {p.stem for p in NOTEBOOKS}
 
 
 @each
@@ -169,7 +175,7 @@ def test_cutmix_notebook_on_a_100_class_dataset(tmp_path):
     assert result.ok, f"{result.status}: {result.error}"
     metrics = json.loads((Path(result.folder) / "metrics.json").read_text())
     n_test = 100  # the smoke profile keeps 100 of the 200 test images (one per class)
-    assert metrics["summary"]["baseline"]["wrong"] + round(n_test * metrics["test_acc_baseline"]) == n_test
+    assert metrics["summary"]["baseline"]["wrong"] + round(n_test * metrics["test_acc"]["baseline"][0]) == n_test
     assert "figures/per_class_change.png" in metrics["figures"]
     # 001's confident-error counts come with their paired test; the all-wrong row is the accuracy's
     errors = metrics["confident_errors"]
@@ -196,8 +202,8 @@ def test_budget_notebook_writes_a_checked_prediction_file(tmp_path):
     assert metrics["pad_crop_is_identity"] is True
     assert metrics["verdict"]["names"] == ["single view", "5-view TTA"] and metrics["verdict"]["seeds"] == [42]
     single = metrics["headline"][0]
-    assert single["report"] == 94.65 and single["value"] == round(100 * metrics["test_acc_single"][0], 2)
-    assert metrics["verdict"]["per_seed"]["b"] == [100 * metrics["test_acc_tta"][0]]
+    assert single["report"] == 94.65 and single["value"] == round(100 * metrics["test_acc"]["single view"][0], 2)
+    assert metrics["verdict"]["per_seed"]["b"] == [100 * metrics["test_acc"]["5-view TTA"][0]]
     views = metrics["views_vs_original"]
     assert set(views) == {"hflip", "vflip", "pad_crop", "blur"}
     assert views["pad_crop"]["only_a"] == views["pad_crop"]["only_b"] == 0  # the same pixels, the same answers

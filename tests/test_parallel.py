@@ -16,7 +16,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import helpers
 from helpers import parallel, store
 
 STUDIES = ["bn_ablation", "stress_test"]
@@ -152,7 +151,7 @@ def test_ray_tasks_end_with_the_files_of_sequential_training(tmp_path, cluster, 
     # Tasks train into their own store and ship each finished run back into this process's store: an
     # empty one here (the session's store already holds these runs, trained by the notebook tests with
     # another thread count, and a run already in the cache is kept, not replaced).
-    monkeypatch.setattr(helpers, "DATA_DIR", tmp_path / "driver")
+    monkeypatch.setattr(parallel, "DATA_DIR", tmp_path / "driver")
     shipped = parallel.train_ray(jobs, threads=1, worker_data=str(tmp_path / "nodes"), echo=lambda *a, **k: None)
     assert all(not r["cached"] for r in shipped)
     assert folders(tmp_path / "nodes") == expected

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from helpers import plots
+from helpers.studies import resnet_budget, worksheet_analysis
 
 CLASSES = ["a", "b", "c"]
 
@@ -97,20 +98,20 @@ def test_per_class_change_is_sorted_and_coloured_by_sign():
 
 
 def test_budget_and_tta_figures():
-    fig = plots.parameter_breakdown(pd.Series({"stem": 100, "stage 1": 300}), budget=1000)
+    fig = resnet_budget.parameter_breakdown(pd.Series({"stem": 100, "stage 1": 300}), budget=1000)
     assert "400 in all (40.0% of the 1,000 budget)" in fig.axes[0].get_title()
-    fig = plots.tta_bars(pd.Series({"original": 0.9, "all five": 0.92}))
+    fig = resnet_budget.tta_bars(pd.Series({"original": 0.9, "all five": 0.92}))
     assert [t.get_text() for t in fig.axes[0].texts] == ["90.00%", "92.00%"]
     fig = plots.learning_rates({"m": history()})
     assert len(fig.axes[0].lines) == 1
-    fig = plots.migration_bars({"corrected": 5, "regressed": 2})
+    fig = plots.migration_bars({"rescued": 5, "broken": 2})
     assert [t.get_text() for t in fig.axes[0].texts] == ["5", "2"]
 
 
 def test_worksheet_weight_and_lr_figures():
     u = pd.DataFrame(dict(step=[1, 1, 2, 2], layer=["a", "b", "a", "b"], weight_std=[0.1, 0.2, 0.12, 0.21],
                           weight_max_abs=[0.5, 0.7, 0.6, 0.9]))
-    fig = plots.weight_stats({"exp 1": u, "exp 2": u}, ["a", "b"], limit=1.0)
+    fig = worksheet_analysis.weight_stats({"exp 1": u, "exp 2": u}, ["a", "b"], limit=1.0)
     top, bottom = fig.axes[0], fig.axes[2]  # row-major: std of exp 1, std of exp 2, |w| of exp 1, ...
     assert list(top.lines[1].get_ydata()) == [0.2, 0.21] and list(bottom.lines[1].get_ydata()) == [0.7, 0.9]
     assert list(bottom.lines[-1].get_ydata()) == [1.0, 1.0]  # the report's bound

@@ -3,9 +3,16 @@
 import pytest
 import torch
 
+from helpers import studies
 from helpers.data import CIFAR10_MEAN, CIFAR10_STD
-from helpers.profiles import STUDIES, parse_seeds, settings, study_runs
+from helpers.profiles import parse_seeds, settings
 from helpers.train import norm_stats
+
+STUDIES = list(studies.STUDIES)
+
+
+def study_runs(study, profile="quick", **overrides):
+    return settings(study, profile, **overrides).runs()
 
 
 def get(s, name):
@@ -13,8 +20,8 @@ def get(s, name):
     if name in s.extra:
         return s.extra[name]
     if name.startswith("augment."):
-        return s.train.augment.get(name.split(".", 1)[1], 0)
-    return getattr(s.train, name)
+        return s.config.augment.get(name.split(".", 1)[1], 0)
+    return getattr(s.config, name)
 
 
 # Taken by hand from the report texts (/work/shared/reference-reports): study, setting, the value
@@ -104,17 +111,17 @@ def test_augmentations_named_without_a_value_are_on(study, name):
 
 
 def test_full_profile_details_the_reports_give():
-    assert settings("cutmix_study", "full").report_dataset == "cifar100"   # "We trained a ResNet-18 on CIFAR-100"
-    s = settings("resnet_budget", "full").train
+    assert settings("cutmix_study", "full").study.dataset == "cifar100"   # "We trained a ResNet-18 on CIFAR-100"
+    s = settings("resnet_budget", "full").config
     assert s.mix["kind"] == "cutmix"                     # "Hybrid Regularization: We used CutMix"
     # report 003: "Normalization channel-wise with CIFAR-10 statistics (Mean: [0.4914, 0.4822, 0.4465],
     # Std: [0.2023, 0.1994, 0.2010])"
-    mean, std = norm_stats(settings("worksheet_analysis", "full").train, data=None)
+    mean, std = norm_stats(settings("worksheet_analysis", "full").config, data=None)
     assert (mean, std) == ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)) == (CIFAR10_MEAN, CIFAR10_STD)
     for study in STUDIES:
         full = settings(study, "full")
-        assert full.n_train is None and full.train.width == 1.0 and full.dataset == "auto"
-        assert full.train.precision == "fp32" and full.seeds == (full.train.seed,)   # no report used bf16
+        assert full.n_train is None and full.config.width == 1.0 and full.dataset == "auto"
+        assert full.config.precision == "fp32" and full.seeds == (full.config.seed,)   # no report used bf16
 
 
 @pytest.mark.parametrize("study", STUDIES)
@@ -122,15 +129,15 @@ def test_full_profile_details_the_reports_give():
 def test_scaled_profiles_keep_the_protocol_shape(study, profile):
     small, full = settings(study, profile), settings(study, "full")
     assert small.dataset == ("synthetic" if profile == "smoke" else "auto") and small.n_train <= 20_000
-    assert small.train.width < 1 and small.train.epochs < full.train.epochs
+    assert small.config.width < 1 and small.config.epochs < full.config.epochs
     for name in ("model", "schedule", "step_per", "momentum", "weight_decay", "seed", "normalize", "drop_last",
                  "precision"):
-        assert getattr(small.train, name) == getattr(full.train, name)
+        assert getattr(small.config, name) == getattr(full.config, name)
 
 
 def test_overrides_and_none_values():
     s = settings("bn_ablation", "quick", epochs=3, dataset="cifar10", seed=None)
-    assert s.train.epochs == 3 and s.dataset == "cifar10" and s.train.seed == 42
+    assert s.config.epochs == 3 and s.dataset == "cifar10" and s.config.seed == 42
     assert s.n_train == 20_000  # a dataset given on top of quick keeps quick's subset size
     assert s.overrides == {"epochs": 3, "dataset": "cifar10"}
     assert settings("worksheet_analysis", "quick", lr_2=0.3).extra["lr_2"] == 0.3
@@ -184,7 +191,7 @@ def test_bad_seeds_name_the_accepted_forms(seeds):
 
 def test_seeds_through_settings_as_the_runner_passes_them():
     s = settings("stress_test", "quick", seeds="1,2,3")   # papermill: -p seeds 1,2,3 arrives as a string
-    assert s.seeds == (1, 2, 3) and s.train.seed == 1
+    assert s.seeds == (1, 2, 3) and s.config.seed == 1
     assert settings("stress_test", "quick", seeds=2).seeds == (2026, 2027)
     assert settings("stress_test", "quick", seed=5, seeds=2).seeds == (5, 6)
     with pytest.raises(ValueError, match="seeds must be"):
@@ -197,7 +204,7 @@ def test_seeds_through_settings_as_the_runner_passes_them():
 
 def notebook_configs(study: str, S) -> dict:
     """The configs each notebook builds today (copied from notebooks/*.py), variant by variant."""
-    t, e = S.train, S.extra
+    t, e = S.config, S.extra
     if study == "stress_test":   # 01
         return {name: t.replace(name=f"stress_test-{name}", model_kwargs=kw)
                 for name, kw in {"plain": {"residual": False}, "residual": {"residual": True}}.items()}

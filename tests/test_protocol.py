@@ -3,10 +3,14 @@
 import pytest
 import torch
 
-import helpers
+from helpers import profiles
+from helpers import studies
 from helpers.data import auto, make_synthetic
-from helpers.profiles import STUDIES, settings
-from helpers.protocol import CHOSEN, NOT_STATED, STATED, protocol_card, protocol_note
+from helpers.profiles import settings
+from helpers.protocol import brief, protocol_card
+from helpers.studies.base import NOT_STATED
+
+STUDIES = list(studies.STUDIES)
 
 
 @pytest.fixture
@@ -14,13 +18,13 @@ def cifar_here(tmp_path, monkeypatch):
     """A data folder with torchvision's CIFAR-10 and CIFAR-100 folders (the card looks, never loads)."""
     for name in ("cifar-10-batches-py", "cifar-100-python"):
         (tmp_path / name).mkdir()
-    monkeypatch.setattr(helpers, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(profiles, "DATA_DIR", tmp_path)
     monkeypatch.setattr(auto, "unreachable", lambda *a, **k: pytest.fail("asked the network"))
 
 
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
-    monkeypatch.setattr(helpers, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(profiles, "DATA_DIR", tmp_path)
     monkeypatch.setattr(auto, "unreachable", lambda *a, **k: "www.cs.toronto.edu did not answer within 2 s")
 
 
@@ -28,13 +32,14 @@ def offline(tmp_path, monkeypatch):
 def test_full_card_has_no_changed_row_and_explains_every_silence(study, cifar_here):
     card = protocol_card(settings(study, "full"))
     assert set(card["mark"]) <= {"same", "chosen"} and card.loc["dataset", "mark"] == "same"
+    spec = studies.get(study)
     for name, row in card.iterrows():
-        assert row["report"] == STATED[study].get(name, NOT_STATED)
+        assert row["report"] == spec.stated.get(name, NOT_STATED)
         if row["report"] == NOT_STATED or "not given" in row["report"]:
             assert row["mark"] == "chosen", f"{name}: the report gives no value, so ours must be marked"
         if row["mark"] == "chosen":
-            assert row["why"] == CHOSEN[study][name]
-    assert set(CHOSEN[study]) <= set(card.index)   # no reason kept for a row the card does not have
+            assert row["why"] == spec.chosen[name]
+    assert set(spec.chosen) <= set(card.index)   # no reason kept for a row the card does not have
 
 
 @pytest.mark.parametrize("study,row,expected", [
@@ -95,14 +100,12 @@ def test_card_uses_the_loaded_data_sizes(cifar_here):
 
 
 def test_report_002_note_names_the_numbers_only_the_other_reading_explains():
-    note = protocol_note("resnet_budget")
+    note = studies.get("resnet_budget").note
     assert all(fact in note for fact in ("0.009998", "89.47%", "94.65%", "cosine", "0.1", "100 epochs"))
-    assert protocol_note("bn_ablation") is None
+    assert studies.get("bn_ablation").note is None
 
 
 def test_paths_in_the_card_are_shortened_to_what_wraps():
-    from helpers.protocol import brief
-
     assert brief("CIFAR-10 (folder:/data/sets/cifar10-jpg.tar.gz)") == "CIFAR-10 (cifar10-jpg.tar.gz)"
     assert brief("found in /a/b/cifar10/, offline") == "found in cifar10/, offline"
     assert brief("you set dataset='synthetic'") == "you set dataset='synthetic'"

@@ -455,8 +455,8 @@ def test_empty_data_is_rejected_before_training(tmp_path, sizes, val_fraction, m
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--dataset", "cifar11"], "unknown dataset 'cifar11' (valid: auto, synthetic, cifar10, cifar100, folder:PATH)"),
-    (["--dataset", "folder:/no/such/folder"], "--dataset folder:/no/such/folder: no such file or folder"),
+    (["--dataset", "cifar11"], "--dataset: unknown dataset 'cifar11'; valid: auto, synthetic, cifar10, cifar100, folder:PATH"),
+    (["--dataset", "folder:/no/such/folder"], "--dataset: dataset folder:/no/such/folder: no such file or folder"),
     (["--timeout", "0"], "--timeout must be a positive number of seconds, not 0"),
     (["--workers", "0"], "argument --workers: must be a positive integer or auto, not '0'"),
     (["--workers", "many"], "argument --workers: must be a positive integer or auto, not 'many'"),

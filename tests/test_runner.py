@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import runner
+from helpers import export, runner
 from helpers.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +128,7 @@ def test_values_parse_like_papermill():
 def test_list(nbdir):
     proc = run_cli("--list", "--notebooks-dir", str(nbdir))
     assert proc.returncode == 0
-    assert "01_good: profile=\"full\"" in proc.stdout
+    assert "01_good (no study): profile=\"full\"" in proc.stdout
 
 
 # --- running --------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def test_pdf_has_the_figure(nbdir, tmp_path):
 def test_pdf_hint_when_engine_missing(nbdir, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runner, "pdf_engine_missing", lambda: ["xelatex"])
     monkeypatch.setattr(runner, "run_one",
-                        lambda *a: runner.Result("01_good", "ok", pdf_note="skipped"))
+                        lambda *a, **k: runner.Result("01_good", "ok", pdf_note="skipped"))
     runner.run_notebooks(["01"], output=tmp_path / "out", notebooks_dir=nbdir)
     printed = capsys.readouterr().out
     assert printed.count(runner.PDF_HINT) == 1
@@ -312,7 +312,7 @@ def test_sync_pairs_and_strips(tmp_path):
     nb.cells[-1].outputs = [nbformat.v4.new_output("stream", text="1\n")]
     nb.cells[-1].execution_count = 1
     nbformat.write(nb, path)
-    runner.sync_notebooks(tmp_path)
+    export.sync_notebooks(tmp_path)
     script = (tmp_path / "01_x.py").read_text()
     assert "# %% tags=[\"parameters\"]" in script and "print(1)" in script
     cells = nbformat.read(path, as_version=4).cells

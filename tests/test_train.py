@@ -34,8 +34,8 @@ def same_weights(a: torch.nn.Module, b: torch.nn.Module):
 # --- learning rate rules, checked against the numbers the reports print ---------------------
 
 def lrs_after_each_epoch(config: TrainConfig, steps_per_epoch: int = 10) -> list[float]:
-    """LR after each epoch's scheduler steps, as report 003's table lists them (epoch 1 = after one epoch);
-    T.lr_trace is also what fills lr_end for runs cached before the column existed."""
+    """LR after each epoch's scheduler steps, as report 003's table lists them (epoch 1 = after one epoch):
+    T.lr_trace, the schedule alone, which notebooks 03 and 04 set beside the reports' logs."""
     return [end for _, end in T.lr_trace(config, steps_per_epoch)]
 
 
@@ -82,12 +82,12 @@ def test_onecycle_keeps_momentum_at_the_reports_value():
 
 
 def test_lr_trace_is_what_training_logs(tmp_path, data):
-    # lr_end fills cached histories from before the column: it must equal what training records
+    # notebooks 03 and 04 read the reports' schedules off lr_trace: it must equal what training records
     for config in (TINY.replace(schedule="cosine", epochs=3, drop_last=True),
                    TINY.replace(schedule="onecycle", step_per="batch", epochs=2, val_fraction=0.0)):
         run = fit(config, data, root=tmp_path, progress=False)
         train_loader, _ = T.make_loaders(config, data, torch.device("cpu"))
-        assert T.batches_per_epoch(config, data) == len(train_loader)
+        assert T.batches_per_epoch(config, len(data.train_labels)) == len(train_loader)
         trace = T.lr_trace(config, len(train_loader))
         assert run.history[["lr", "lr_end"]].to_numpy().ravel().tolist() == pytest.approx([v for t in trace for v in t])
 
@@ -238,50 +238,26 @@ def test_history_lr_end_follows_report_003_convention(tmp_path, data):
     assert run.history.lr.tolist() == pytest.approx([0.15] + expected[:-1], abs=1e-12)
 
 
-def rewrite_manifest(path, change):
-    """Edit a finished run's files as an older engine would have left them, keeping the checksums valid."""
-    import json
-    from helpers import store
-
-    info = json.loads((path / "run.json").read_text())
-    change(info, path)
-    store.write_manifest(path, info, list(info["files"]))
-
-
-def test_cached_history_without_lr_end_gets_it_from_the_schedule(tmp_path, data):
+def test_the_cache_version_is_part_of_every_run_key(tmp_path, data, monkeypatch):
+    """Runs of an older engine stop matching when CACHE_VERSION is bumped: they train again in a folder of
+    their own, and the old folder is left as it was."""
     first = fit(TINY, data, root=tmp_path, progress=False)
-
-    def old_history(info, path):
-        (path / "history.csv").write_text(first.history.drop(columns="lr_end").to_csv(index=False))
-    rewrite_manifest(first.path, old_history)
+    assert first.info["version"] == T.CACHE_VERSION
+    monkeypatch.setattr(T, "CACHE_VERSION", T.CACHE_VERSION + 1)
+    assert T.run_path(TINY, data, tmp_path) != first.path and not T.cached(TINY, data, root=tmp_path)
     again = fit(TINY, data, root=tmp_path, progress=False)
-    assert again.cached and list(again.history.columns) == list(first.history.columns)
-    assert again.history.lr_end.tolist() == pytest.approx(first.history.lr_end.tolist())
+    assert not again.cached and again.path != first.path and (first.path / "run.json").exists()
 
 
-@pytest.mark.parametrize("config,device,retrained", [
-    (TINY.replace(schedule="onecycle", step_per="batch", epochs=1), "cpu", True),   # momentum cycled then
-    (TINY.replace(epochs=1), "cuda:0", True),                                       # bf16 on every CUDA run then
-    (TINY.replace(epochs=1), "cpu", False),                                         # nothing changed for it
-])
-def test_runs_of_the_older_engine_are_retrained_only_where_it_differs(tmp_path, data, config, device, retrained):
-    first = fit(config, data, root=tmp_path, progress=False)
-
-    def engine_1(info, path):
-        info.pop("engine")
-        info["environment"]["device"] = device
-    rewrite_manifest(first.path, engine_1)
-    if retrained:
-        with pytest.warns(UserWarning, match="training again"):
-            again = fit(config, data, root=tmp_path, progress=False)
-        assert not again.cached and again.info["engine"] == T.ENGINE
-        assert len(list((tmp_path / "runs").glob("*.broken-*"))) == 1
-    else:
-        assert fit(config, data, root=tmp_path, progress=False).cached
+def test_a_run_carries_its_normalisation(tmp_path, data):
+    run = fit(TINY.replace(normalize="cifar10"), data, root=tmp_path, progress=False)
+    loaded = fit(TINY.replace(normalize="cifar10"), data, root=tmp_path, progress=False)
+    assert (run.mean, run.std) == (loaded.mean, loaded.std) == T.norm_stats(run.config, data)
+    assert run.info["normalize"] == {"mean": list(run.mean), "std": list(run.std)}
 
 
-def test_precision_and_drop_last_join_the_key_only_when_set(tmp_path, data):
-    assert "precision" not in TINY.key_dict() and "drop_last" not in TINY.key_dict()  # old fp32 runs keep their folder
+def test_precision_and_drop_last_are_part_of_the_key(tmp_path, data):
+    assert TINY.key_dict()["precision"] == "fp32" and TINY.key_dict()["drop_last"] is False
     bf16 = TINY.replace(device="cuda", precision="bf16")  # a config may name CUDA anywhere; fitting it needs one
     assert bf16.key_dict()["precision"] == "bf16"
     assert T.run_path(bf16, data, tmp_path) != T.run_path(TINY, data, tmp_path)
@@ -316,23 +292,6 @@ def test_bf16_trains_on_cuda_in_channels_last(tmp_path, data):
     assert run.path != fp32.path
 
 
-def test_a_checkpoint_of_the_older_engine_is_not_resumed(tmp_path, data, interrupt_epoch):
-    config = TINY.replace(schedule="onecycle", step_per="batch")
-    interrupt_epoch(2)
-    with pytest.raises(interrupt_epoch.Interrupt):
-        fit(config, data, root=tmp_path, progress=False)
-    interrupt_epoch.restore()
-    ckpt_file = T.run_path(config, data, tmp_path) / "checkpoint.pt"
-    from helpers import store
-
-    ckpt = store.load_checked(ckpt_file, torch.device("cpu"))
-    del ckpt["engine"]   # as engine 1 wrote them: its OneCycle state still cycles momentum
-    store.save_checked(ckpt, ckpt_file)
-    with pytest.warns(UserWarning, match="written by training engine 1"):
-        run = fit(config, data, root=tmp_path, progress=False)
-    same_history(run.history, fit(config, data, root=tmp_path / "fresh", progress=False).history)
-
-
 def test_cpu_runs_take_the_cpu_path(tmp_path, data):
     """CPU training keeps model and batches in channels_last and glibc's freed memory in the heap
     (benchmarks' cpu_path section: faster for every study's quick model); the run says so."""
@@ -353,16 +312,11 @@ def test_cpu_runs_take_the_cpu_path(tmp_path, data):
 
 
 def test_cached_says_what_fit_would_load(tmp_path, data):
-    """train.cached (the runner's workers skip such runs) is fit's own test, read only: no folder, an
-    outdated engine or a damaged file means fit would train, so the run is not cached."""
-    config = TINY.replace(schedule="onecycle", step_per="batch", epochs=1)  # outdated under engine 1
+    """train.cached (the runner's workers skip such runs) is fit's own test, read only: no folder or a
+    damaged file means fit would train, so the run is not cached."""
+    config = TINY.replace(schedule="onecycle", step_per="batch", epochs=1)
     assert not T.cached(config, data, root=tmp_path)
     run = fit(config, data, root=tmp_path, progress=False)
     assert T.cached(config, data, root=tmp_path)
-
-    def engine_1(info, path):
-        info.pop("engine")
-    rewrite_manifest(run.path, engine_1)
-    assert not T.cached(config, data, root=tmp_path)
     (run.path / "final.pt").write_bytes(b"damaged")
     assert not T.cached(config, data, root=tmp_path) and run.path.exists()  # read only: nothing moved

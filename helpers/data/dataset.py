@@ -10,13 +10,10 @@ from __future__ import annotations
 import hashlib
 import operator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+import pandas as pd
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 SIZE = 32  # every source is delivered at 32x32, the CIFAR size all models are built for
 
@@ -97,11 +94,9 @@ class Dataset:
             self._mean_std = (tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std))
         return self._mean_std
 
-    def class_counts(self, val_fraction: float, split_seed: int) -> "pd.DataFrame":
+    def class_counts(self, val_fraction: float, split_seed: int) -> pd.DataFrame:
         """Images per class in the training, validation and test splits of ``split_indices`` (05's
         balance check): one row per class, one column per split."""
-        import pandas as pd
-
         counts = {"test": torch.bincount(self.test_labels, minlength=self.num_classes)}
         if val_fraction > 0:
             train_idx, val_idx = split_indices(len(self.train_labels), val_fraction, split_seed)

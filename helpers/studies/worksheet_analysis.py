@@ -1,160 +1,63 @@
-"""Looking inside training (notebook 04): FLOPs, gradient flow, weight updates, experiment logs.
+"""Study 04 (report 003): what a ResNet-18 run does inside -- compute, gradient flow, weight updates --
+and two batch size / learning-rate settings.
 
-- :func:`flops` -- per-layer compute of one forward pass, counted by ``torch.utils.flop_counter``
-  (no hand formulas). Convention: the counter reports FLOPs with one multiply-add = 2 FLOPs;
-  tables show both FLOPs and MACs (multiply-accumulates = FLOPs / 2), labelled. Report 003's
-  "0.5567 GFLOPs" for ResNet-18 is in MACs. Only convolutions and matrix products are counted;
-  BatchNorm, ReLU, pooling and the residual additions are memory-bound and add well under 1%.
-- :class:`GradientRecorder`, :class:`UpdateRecorder` -- every ``every`` optimiser steps, per
-  layer: gradient statistics (after ``backward``), the weight change since the previous record
-  and the largest |weight| (after the optimiser step). ``helpers.train.fit`` runs them when a
-  config has ``record_every > 0`` and stores their tables with the run, so plots re-draw without
-  retraining. :func:`weight_check` reads report 003's "all values < 1.0" off them.
-- :data:`REPORTED` and the tables next to it (:func:`architecture`, :func:`experiment_summary`,
-  :func:`gradient_health`, :func:`stage_gradients`, :func:`stage_updates`, :func:`lr_readings`) --
-  this run's numbers laid out as report 003 gives them, beside the report's.
-- :func:`log_run` -- copy a finished run's history and records to TensorBoard or Weights &
-  Biases (offline), when installed. The run folder's CSV/JSON files are always written anyway.
-
-A "layer" here is a module with a weight of 2 or more dimensions: convolutions and linear layers
-(BatchNorm scales are left out: they are vectors and read differently).
+``STUDY`` is the study's definition (``helpers.studies.base``). The rest is notebook 04's own: report
+003's numbers (:data:`REPORTED` and the tables beside it: :func:`architecture`,
+:func:`experiment_summary`, :func:`gradient_health`, :func:`stage_gradients`, :func:`stage_updates`,
+:func:`lr_readings`, :func:`weight_check`), :func:`log_run` (a run's records to TensorBoard or
+Weights & Biases, offline, when installed), and the figures of the records. The records
+themselves come from ``helpers.records`` (the engine keeps them with each run) and the FLOPs from
+``helpers.models.flops``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
-import torch
+import seaborn as sns
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
-# Gradient flags (04): a layer's mean |gradient| below VANISH or its gradient norm above EXPLODE.
-# Report 003: "No vanishing gradients (all layers maintain > 10^-6)", "max gradients < 10^1".
-VANISH = 1e-6
-EXPLODE = 10.0
+from ..evaluate import epochs_to_reach
+from ..models import flops
+from ..plots import PALETTE
+from ..records import EXPLODE, VANISH, flag, layers
+from ..train import batches_per_epoch, lr_trace
+from .base import COMMON_SEED, COMMON_STATED, CROP_FLIP, LOSS, Headline, Study
+
+STUDY = Study(
+    name="worksheet_analysis",
+    notebook="04_worksheet_analysis",
+    title="Inside a ResNet-18 run: compute, gradient flow, weight updates and the batch size",
+    report="003",
+    dataset="cifar10",
+    full=dict(train=dict(model="resnet18_cifar", epochs=25, batch_size=64, lr=0.15, momentum=0.9, weight_decay=5e-4,
+                         schedule="cosine", augment=dict(CROP_FLIP, jitter=0.2), normalize="cifar10",
+                         drop_last=True,    # 781 and 390 batches per epoch for batch 64 and 128 on 50,000 images
+                         record_every=100,  # gradient / weight-update records every 100 batches
+                         val_fraction=0.0,  # the report evaluates on the test split each epoch
+                         seed=42),          # seed not given: 42
+              extra=dict(batch_size_2=128, lr_2=0.20)),  # experiment 2
+    quick=dict(n_train=6_000, n_test=2_000, train=dict(width=0.125, epochs=6, record_every=20)),
+    smoke=dict(record_every=2),
+    variants=lambda extra: {"exp1": dict(name="worksheet-exp1"),
+                            "exp2": dict(name="worksheet-exp2", batch_size=extra["batch_size_2"], lr=extra["lr_2"])},
+    headline=Headline("exp1", "exp2", "exp 1 (batch 64, lr 0.15)", "exp 2 (batch 128, lr 0.20)", (93.10, 92.39)),
+    stated={
+        **COMMON_STATED, "dataset": "CIFAR-10", "images": "50,000 / none / 10,000",
+        "split": "none: test set every epoch", "model": "ResNet-18 for 32x32 input", "parameters": "11,173,962",
+        "epochs": "25", "batch size": "64 (exp 2: 128)", "batches per epoch": "781 (exp 2: 390)",
+        "learning rate": "0.15 (exp 2: 0.20)", "colour jitter": "brightness, contrast, saturation +-0.2",
+        "schedule": "cosine annealing to 0 at epoch 25", "crop": "32x32, padding 4", "flips": "horizontal p 0.5",
+        "normalisation": "mean (0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010)",
+        "records": "gradients and weight updates every 100 batches"},
+    chosen={"loss": LOSS, "determinism": "deterministic kernels, for reproducible runs", "seeds": COMMON_SEED},
+)
+
 # Report 003: "no weight explosion (all values < 1.0)": the largest |weight| of every layer stays below.
 WEIGHT_LIMIT = 1.0
-
-
-def flops(model: nn.Module, input_size=(3, 32, 32)) -> tuple[pd.DataFrame, dict]:
-    """FLOPs of one image's forward pass, per layer and in total (04).
-
-    Returns ``(table, totals)``. ``table``: one row per layer that does compute, in forward
-    order, with ``layer`` (module name), ``type``, ``flops``, ``macs`` (= flops / 2), ``share``
-    (fraction of the total) and ``params``. ``totals``: ``flops``, ``macs``, ``params`` and
-    ``flops_per_param``. The model runs once in eval mode on a zero image (on its device).
-    """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, *input_size, device=device))
-    finally:
-        model.train(was_training)
-    counts = counter.get_flop_counts()
-    prefix = type(model).__name__ + "."
-    modules = dict(model.named_modules())
-    rows = []
-    for name, module in modules.items():  # named_modules is definition order = forward order here
-        if not name or any(True for _ in module.children()):
-            continue
-        n = sum(counts.get(prefix + name, {}).values())
-        if n:
-            rows.append(dict(layer=name, type=type(module).__name__, flops=int(n), macs=int(n) // 2,
-                             params=sum(p.numel() for p in module.parameters())))
-    table = pd.DataFrame(rows)
-    total = int(counter.get_total_flops())
-    table["share"] = table["flops"] / total
-    params = sum(p.numel() for p in model.parameters())
-    return table, dict(flops=total, macs=total // 2, params=params, flops_per_param=total / params)
-
-
-def layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """(module name, weight) of every conv / linear layer, in definition order (04)."""
-    return [(name, m.weight) for name, m in model.named_modules()
-            if getattr(m, "weight", None) is not None and m.weight.dim() >= 2]
-
-
-def _interval(every) -> int:
-    if not isinstance(every, int) or every < 1:
-        raise ValueError(f"every must be a positive integer, not {every!r}")
-    return every
-
-
-class GradientRecorder:
-    """Per-layer gradient statistics every ``every`` steps (04).
-
-    Call :meth:`after_backward` after each ``loss.backward()``; at steps ``every, 2*every, ...`` it
-    records per layer the mean and max absolute gradient and the gradient's L2 norm. The numbers
-    are stacked on the device and copied once per record, so training is not synchronised per
-    layer. :meth:`frame` returns the records with ``vanishing`` / ``exploding`` flags.
-    """
-
-    columns = ("mean_abs", "max_abs", "norm")
-
-    def __init__(self, model: nn.Module, every: int = 100):
-        self.every, self.layers, self.rows = _interval(every), layers(model), []
-
-    def after_backward(self, step: int, epoch: int) -> None:
-        if step % self.every:
-            return
-        stats = torch.stack([torch.stack([g.abs().mean(), g.abs().max(), g.norm()])
-                             for g in (p.grad.detach() for _, p in self.layers)]).tolist()
-        self.rows += [dict(step=step, epoch=epoch, layer=name, **dict(zip(self.columns, s)))
-                      for (name, _), s in zip(self.layers, stats)]
-
-    def frame(self) -> pd.DataFrame:
-        return flag(pd.DataFrame(self.rows, columns=["step", "epoch", "layer", *self.columns]))
-
-
-def flag(gradients: pd.DataFrame, vanish: float = VANISH, explode: float = EXPLODE) -> pd.DataFrame:
-    """Gradient records with ``vanishing`` (mean |grad| < ``vanish``) and ``exploding`` (norm >
-    ``explode``) flags, by default today's thresholds (04)."""
-    return gradients.assign(vanishing=gradients["mean_abs"] < vanish, exploding=gradients["norm"] > explode)
-
-
-class UpdateRecorder:
-    """Per-layer weight updates and weight statistics every ``every`` steps (04).
-
-    Call :meth:`after_step` after each ``optimizer.step()``; at steps ``every, 2*every, ...`` it
-    records per layer the L2 norm of the weight change since the previous record (the first
-    record: since the recorder was made, i.e. since initialisation), that norm relative to the
-    weight's norm, the weight's mean and standard deviation, and its largest absolute value
-    (``weight_max_abs``, for report 003's "all values < 1.0"; see :func:`weight_check`).
-    """
-
-    columns = ("update_norm", "relative_update", "weight_norm", "weight_mean", "weight_std", "weight_max_abs")
-
-    def __init__(self, model: nn.Module, every: int = 100):
-        self.every, self.layers, self.rows = _interval(every), layers(model), []
-        self.previous = [p.detach().clone() for _, p in self.layers]
-
-    def after_step(self, step: int, epoch: int) -> None:
-        if step % self.every:
-            return
-        stats = []
-        for i, (_, p) in enumerate(self.layers):
-            w = p.detach()
-            update, norm = (w - self.previous[i]).norm(), w.norm()
-            stats.append(torch.stack([update, update / norm, norm, w.mean(), w.std(), w.abs().max()]))
-            self.previous[i].copy_(w)
-        values = torch.stack(stats).tolist()
-        self.rows += [dict(step=step, epoch=epoch, layer=name, **dict(zip(self.columns, v)))
-                      for (name, _), v in zip(self.layers, values)]
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=["step", "epoch", "layer", *self.columns])
-
-    # the weights of the last record are part of the state a resumed run needs
-    def state(self) -> dict:
-        return dict(rows=self.rows, previous=self.previous)
-
-    def load_state(self, state: dict) -> None:
-        self.rows = state["rows"]
-        for mine, saved in zip(self.previous, state["previous"]):
-            mine.copy_(saved)
 
 
 def weight_check(runs: dict, limit: float = WEIGHT_LIMIT) -> pd.DataFrame:
@@ -210,7 +113,7 @@ def architecture(model: nn.Module, input_size=(3, 32, 32)) -> pd.DataFrame:
     """The model part by part, as report 003's architecture figure draws it (04): one row per top-level
     module, with the blocks of each stage (an ``nn.Sequential``) on their own rows; its type, the
     output shape of one image (channels x height x width), its parameters and multiply-adds (from
-    :func:`flops`) and its share of them."""
+    :func:`helpers.models.flops`) and its share of them."""
     parts = []
     for name, child in model.named_children():
         parts += ([(f"{name}.{n}", c) for n, c in child.named_children()] if isinstance(child, nn.Sequential)
@@ -245,9 +148,6 @@ def experiment_summary(runs: dict, data, reported: dict | None = None) -> pd.Dat
     ``runs``: variant ("exp1", "exp2") -> ``helpers.train.Run`` (the first seed); ``data``: the
     dataset trained on (for the batches per epoch, drop_last as configured). The convergence epoch
     is the first whose test accuracy reaches 95% of the final one; the time is this machine's."""
-    from .evaluate import epochs_to_reach
-    from .train import batches_per_epoch
-
     reported = REPORTED if reported is None else reported
     rows = {}
     for variant, run in runs.items():
@@ -256,7 +156,7 @@ def experiment_summary(runs: dict, data, reported: dict | None = None) -> pd.Dat
             "test acc (%)": 100 * last["test_acc"], "train acc (%)": 100 * last["train_acc"],
             "gap (points)": 100 * (last["train_acc"] - last["test_acc"]), "test loss": last["test_loss"],
             "train loss": last["train_loss"], "epoch-1 test acc (%)": 100 * h["test_acc"].iloc[0],
-            "batches / epoch": batches_per_epoch(run.config, data),
+            "batches / epoch": batches_per_epoch(run.config, len(data.train_labels)),
             "convergence epoch": epochs_to_reach(h, 0.95 * last["test_acc"], column="test_acc"),
             "time (s)": float(h["seconds"].sum())}
         rows[f"{variant}, report 003"] = reported.get(variant, {})
@@ -310,8 +210,6 @@ def lr_readings(configs: dict, reported: dict | None = None) -> pd.DataFrame:
     the LR an epoch starts with and the one in force after its scheduler step (what the report
     logs), per experiment. ``configs``: variant -> the full profile's TrainConfig; the schedule comes
     from :func:`helpers.train.lr_trace` (torch's scheduler stepped alone, no training)."""
-    from .train import lr_trace
-
     reported = REPORTED_LR if reported is None else reported
     columns = {}
     for variant, config in configs.items():
@@ -350,7 +248,7 @@ def log_run(run, to: str = "none", log_dir: str | Path | None = None, name: str 
     records = {kind: df for kind, df in (("gradients", run.gradients), ("updates", run.updates)) if df is not None}
     if to == "tensorboard":
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # needs the optional tensorboard package
         except ImportError as err:
             raise ImportError("logging to TensorBoard needs the tensorboard package: pip install tensorboard") from err
         with SummaryWriter(log_dir=str(folder / name)) as writer:
@@ -362,7 +260,7 @@ def log_run(run, to: str = "none", log_dir: str | Path | None = None, name: str 
                     writer.add_scalar(f"{kind}/{row.layer}", getattr(row, RECORD_VALUE[kind]), int(row.step))
         return folder
     try:
-        import wandb
+        import wandb  # an optional extra, imported only when asked for
     except ImportError as err:
         raise ImportError("logging to Weights & Biases needs the wandb package: pip install wandb") from err
     folder.mkdir(parents=True, exist_ok=True)
@@ -378,3 +276,112 @@ def log_run(run, to: str = "none", log_dir: str | Path | None = None, name: str 
                 wb.log({f"{kind}_step": int(step),
                         **{f"{kind}/{layer}": v for layer, v in zip(group["layer"], group[RECORD_VALUE[kind]])}})
     return folder
+
+
+# --- figures of the records -------------------------------------------------------------------
+
+
+def flops_per_layer(table: pd.DataFrame, title: str = "Compute per layer (one 32x32 image)") -> plt.Figure:
+    """Each layer's share of the forward pass's FLOPs, as horizontal bars in forward order (04).
+
+    ``table`` comes from ``helpers.models.flops``; the labels give MACs (multiply-accumulates).
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 0.24 * len(table) + 1.2))
+    bars = ax.barh(table["layer"], 100 * table["share"], color=PALETTE[0])
+    ax.bar_label(bars, labels=[f"{m / 1e6:.1f} M MACs" for m in table["macs"]], fontsize=6, padding=2)
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlabel("share of the forward pass (%)")
+    ax.set_xlim(0, 100 * table["share"].max() * 1.35)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _phase_steps(steps: np.ndarray) -> dict[str, int]:
+    """The first, middle and last recorded step: 'early', 'middle', 'late' training."""
+    steps = np.unique(steps)
+    return {"early": int(steps[0]), "middle": int(steps[len(steps) // 2]), "late": int(steps[-1])}
+
+
+def gradient_flow(gradients: dict[str, pd.DataFrame], value: str = "mean_abs") -> plt.Figure:
+    """Per-layer gradient magnitude (log scale) early, midway and late in training, one panel per
+    experiment (04). Layers run from the input (left) to the classifier (right)."""
+    n = len(gradients)
+    fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 3.6), squeeze=False, sharey=True)
+    for ax, (name, g) in zip(axes[0], gradients.items()):
+        order = list(dict.fromkeys(g["layer"]))
+        for i, (phase, step) in enumerate(_phase_steps(g["step"].to_numpy()).items()):
+            at = g[g["step"] == step].set_index("layer").loc[order, value]
+            ax.plot(range(len(order)), at.to_numpy(), marker="o", markersize=3, color=PALETTE[i],
+                    label=f"{phase} (step {step})")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(order)), order, rotation=90, fontsize=6)
+        ax.set_title(name)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel({"mean_abs": "mean |gradient|", "norm": "gradient norm", "max_abs": "max |gradient|"}[value])
+    fig.suptitle("Gradient flow by layer", fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def layer_heatmaps(records: dict[str, pd.DataFrame], value: str, label: str, title: str) -> plt.Figure:
+    """log10 of a per-layer record (rows: layers from input to output; columns: recorded steps),
+    one panel per experiment (04: gradient norms and relative weight updates over training)."""
+    n = len(records)
+    fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 4.6), squeeze=False)
+    for ax, (name, df) in zip(axes[0], records.items()):
+        order = list(dict.fromkeys(df["layer"]))
+        grid = df.pivot(index="layer", columns="step", values=value).loc[order]
+        shown = np.log10(grid.clip(lower=1e-12))
+        sns.heatmap(shown, ax=ax, cmap="viridis", cbar_kws={"label": f"log10 {label}"},
+                    xticklabels=max(1, grid.shape[1] // 8), yticklabels=True)
+        ax.tick_params(axis="y", labelsize=6)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel("")
+        ax.set_title(name)
+    fig.suptitle(title, fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def update_lines(updates: dict[str, pd.DataFrame], layers: list[str]) -> plt.Figure:
+    """Relative weight update over training for a few named layers (log scale), per experiment (04)."""
+    n = len(updates)
+    fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 3.4), squeeze=False, sharey=True)
+    for ax, (name, u) in zip(axes[0], updates.items()):
+        for i, layer in enumerate(layers):
+            rows = u[u["layer"] == layer]
+            ax.plot(rows["step"], rows["relative_update"], color=PALETTE[i % len(PALETTE)], label=layer)
+        ax.set_yscale("log")
+        ax.set_xlabel("optimiser step")
+        ax.set_title(name)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("|change| / |weight| per interval")
+    fig.suptitle("Weight updates over training", fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def weight_stats(updates: dict[str, pd.DataFrame], layers: list[str], limit: float | None = None) -> plt.Figure:
+    """Weight spread (standard deviation, top) and magnitude (largest |weight|, bottom) of a few named
+    layers over training, one column per experiment (04); ``limit``: report 003's bound on |weight|,
+    drawn dashed."""
+    n = len(updates)
+    fig, axes = plt.subplots(2, n, figsize=(6.2 * n, 5.6), squeeze=False, sharex="col", sharey="row")
+    for col, (name, u) in enumerate(updates.items()):
+        for i, layer in enumerate(layers):
+            rows = u[u["layer"] == layer]
+            for row, value in enumerate(("weight_std", "weight_max_abs")):
+                axes[row, col].plot(rows["step"], rows[value], color=PALETTE[i % len(PALETTE)], label=layer)
+        if limit is not None:
+            axes[1, col].axhline(limit, color="grey", linestyle="--", linewidth=1, label=f"|weight| = {limit:g}")
+        axes[0, col].set_title(name)
+        axes[1, col].set_xlabel("optimiser step")
+    axes[0, 0].set_ylabel("weight std")
+    axes[1, 0].set_ylabel("largest |weight|")
+    axes[1, -1].legend(fontsize=7)
+    fig.suptitle("Weight spread and magnitude over training", fontweight="bold")
+    fig.tight_layout()
+    return fig

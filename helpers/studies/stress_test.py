@@ -1,10 +1,14 @@
-"""Notebook 01's measured version of "the model looks at the background": Grad-CAM energy on the object.
+"""Study 01 (report 000): a plain and a residual FlexibleCNN, stress-tested for confident failures,
+with Grad-CAM maps measured instead of read by eye.
+
+``STUDY`` is the study's definition (``helpers.studies.base``). The rest is what only notebook 01
+asks, "does the model look at the background?" measured as Grad-CAM energy on the object:
 
 - :func:`sample_groups` -- a seeded sample of a model's failures and of its correct predictions
 - :func:`attention_on_object` -- Grad-CAM share inside the object mask for such a sample, one row per image
 - :func:`summarize_attention` -- the notebook's table: images, mean, standard error, median per group
 - :func:`attention_figure` -- means with 95% intervals (left) and distributions (right), per model and group
-- :func:`score_maps` -- one model's Grad-CAM maps with, per map, how diffuse it is, its share on the object
+- :func:`score_maps` -- one net's Grad-CAM maps with, per map, how diffuse it is, its share on the object
   and (``faithful=True``) pytorch-grad-cam's faithfulness scores against a random map
 - :func:`cam_notes` -- the line under each studied map in the Grad-CAM figure: prediction, ROAD, on object
 - :func:`paired_rows` -- several per-image numbers of two models (or of a map and a random map), paired:
@@ -27,15 +31,43 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib import MatplotlibDeprecationWarning
-from torch import nn
 
-from . import evidence as E
-from .cam import compute_cams, energy_in_mask, faithfulness, spread
-from .evaluate import CHANGES, Predictions
+from .. import evidence as E
+from ..cam import compute_cams, energy_in_mask, faithfulness, spread
+from ..evaluate import CHANGES, Predictions
+from ..models import Net
+from .base import BATCHES, COMMON_STATED, CROP_FLIP, LOSS, ONE_VAL_SPLIT, P_FLIP, PADDING, PARAMS, Headline, Study
 
-__all__ = ["GROUPS", "attention_figure", "attention_on_object", "cam_notes", "case_columns", "change_counts",
-           "error_counts",
-           "paired_rows", "sample_groups", "score_maps", "summarize_attention"]
+STUDY = Study(
+    name="stress_test",
+    notebook="01_stress_test",
+    title="Stress-testing a CNN: confident failures, Grad-CAM and one residual change",
+    report="000",
+    dataset="cifar10",
+    # OneCycle max lr 0.01, stepped per batch (our choice); padding 4, flip p 0.5 and "mild" jitter 0.1 are
+    # ours; "CIFAR-10 channel means and standard deviations": the values are ours (report 003's)
+    full=dict(train=dict(model="flexible_cnn", epochs=40, batch_size=64, lr=0.01, momentum=0.9, weight_decay=5e-4,
+                         schedule="onecycle", step_per="batch", augment=dict(CROP_FLIP, jitter=0.1),
+                         normalize="cifar10", val_fraction=0.1, split_seed=2026, seed=2026)),
+    quick=dict(n_train=10_000, n_test=2_000, train=dict(width=0.25, epochs=8, batch_size=64)),
+    variants=lambda extra: {"plain": dict(name="stress_test-plain", model_kwargs={"residual": False}),
+                            "residual": dict(name="stress_test-residual", model_kwargs={"residual": True})},
+    headline=Headline("plain", "residual", "plain", "residual", (92.06, 93.41), weights="best"),
+    stated={
+        **COMMON_STATED, "dataset": "CIFAR-10", "images": ONE_VAL_SPLIT + " (90/10 split of the 50,000)",
+        "split": "deterministic 90/10 split, fixed permutation; seed 2026 everywhere",
+        "model": "FlexibleCNN, plain vs residual", "epochs": "40", "batch size": "64", "learning rate": "max 0.01",
+        "schedule": "One-Cycle, max LR 0.01", "crop": "random crop with padding (padding not given)",
+        "flips": "random horizontal flip (p not given)", "colour jitter": "mild colour jitter (strength not given)",
+        "normalisation": "CIFAR-10 channel means and stds (values not given)", "determinism": "deterministic cuDNN",
+        "seeds": "2026"},
+    chosen={
+        "parameters": PARAMS, "batches per epoch": BATCHES, "loss": LOSS, "crop": PADDING, "flips": P_FLIP,
+        "schedule": "torch's One-Cycle shape (30% warm-up from max/25, cosine down), stepped per batch: the "
+                    "report gives only the peak",
+        "colour jitter": "0.1 for 'mild' (brightness, contrast, saturation)",
+        "normalisation": "the common CIFAR-10 constants (report 003 prints them)"},
+)
 
 GROUPS = ("failure", "correct")
 
@@ -59,12 +91,12 @@ def sample_groups(correct, max_per_group: int | None = 500, seed: int = 0) -> di
     return out
 
 
-def attention_on_object(model: nn.Module, images, masks, preds: Predictions, *, mean, std,
-                        max_per_group: int | None = 500, seed: int = 0, batch_size: int = 64) -> pd.DataFrame:
+def attention_on_object(net: Net, images, masks, preds: Predictions, *, max_per_group: int | None = 500,
+                        seed: int = 0, batch_size: int = 64) -> pd.DataFrame:
     """Share of each sampled image's Grad-CAM inside its object mask, for failures and correct predictions.
 
     ``images``/``masks``: the evaluated uint8 N,3,H,W images and their bool N,H,W object masks;
-    ``preds``: the model's :class:`~helpers.evaluate.Predictions` on them (with labels). Samples
+    ``preds``: the net's :class:`~helpers.evaluate.Predictions` on them (with labels). Samples
     with :func:`sample_groups`, computes one heatmap per image for the model's predicted class
     (:func:`helpers.cam.compute_cams`) and scores it with :func:`helpers.cam.energy_in_mask`.
 
@@ -80,8 +112,7 @@ def attention_on_object(model: nn.Module, images, masks, preds: Predictions, *, 
     names = np.repeat(np.array(GROUPS, dtype=object), [len(groups[g]) for g in GROUPS])
     sel_masks = masks[idx].astype(bool)
     if len(idx):
-        cams = compute_cams(model, images[idx], mean=mean, std=std, targets=preds.pred[idx],
-                            batch_size=batch_size)
+        cams = compute_cams(net, images[idx], targets=preds.pred[idx], batch_size=batch_size)
         energy = energy_in_mask(cams, sel_masks)
     else:
         energy = np.zeros(0)
@@ -152,9 +183,9 @@ def attention_figure(df: pd.DataFrame, x: str = "model") -> plt.Figure:
 # --- the studied maps: faithful? diffuse? on the object? --------------------------------------------
 
 
-def score_maps(model: nn.Module, images, targets, *, mean, std, masks=None, faithful: bool = True,
-               seed: int = 0, batch_size: int = 64) -> tuple[np.ndarray, pd.DataFrame]:
-    """Grad-CAM maps of ``model`` for ``targets`` (one class per image: the model's own prediction in
+def score_maps(net: Net, images, targets, *, masks=None, faithful: bool = True, seed: int = 0,
+               batch_size: int = 64) -> tuple[np.ndarray, pd.DataFrame]:
+    """Grad-CAM maps of a trained ``net`` for ``targets`` (one class per image: the model's own prediction in
     01) and one row of scores per map: ``(cams, table)``.
 
     ``table``: ``target``, :func:`helpers.cam.spread`'s ``entropy`` and ``above_half`` (report 000's
@@ -163,10 +194,9 @@ def score_maps(model: nn.Module, images, targets, *, mean, std, masks=None, fait
     random map of the same values, ``beats_random``; about 0.25 s per image on a CPU, so score a few
     dozen images, not thousands). An all-zero map has NaN spread and share (no distribution).
     """
-    cams = compute_cams(model, images, mean=mean, std=std, targets=targets, batch_size=batch_size)
+    cams = compute_cams(net, images, targets=targets, batch_size=batch_size)
     if faithful:
-        table = faithfulness(model, images, cams, targets, mean=mean, std=std, masks=masks, seed=seed,
-                             batch_size=batch_size)
+        table = faithfulness(net, images, cams, targets, masks=masks, seed=seed, batch_size=batch_size)
     else:
         table = pd.DataFrame({"target": np.asarray(targets, dtype=np.int64).ravel()})
         if masks is not None:

@@ -1,22 +1,17 @@
-"""helpers.stress: notebook 01's Grad-CAM-energy-on-the-object measurement."""
+"""helpers.studies.stress_test: notebook 01's Grad-CAM-energy-on-the-object measurement and its tables."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from helpers.cam import compute_cams, energy_in_mask
+from helpers.cam import compute_cams, energy_in_mask, spread
 from helpers.data import make_synthetic
-from helpers.evaluate import predict
-from helpers.models import FlexibleCNN
-from helpers.cam import spread
-from helpers.evaluate import Predictions
+from helpers.evaluate import Predictions, case_table, compare_cases, predict
 from helpers.evidence import paired_values
-from helpers.evaluate import case_table, compare_cases
-from helpers.stress import (GROUPS, attention_on_object, cam_notes, case_columns, change_counts, error_counts,
-                            paired_rows, sample_groups, score_maps, summarize_attention)
-
-NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+from helpers.models import FlexibleCNN, Net
+from helpers.studies.stress_test import (GROUPS, attention_on_object, cam_notes, case_columns, change_counts,
+                                         error_counts, paired_rows, sample_groups, score_maps, summarize_attention)
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +20,14 @@ def data():
 
 
 @pytest.fixture(scope="module")
-def model():
+def net():
     torch.manual_seed(0)
-    return FlexibleCNN(num_classes=10, residual=False, width=0.125).eval()
+    return Net(FlexibleCNN(num_classes=10, residual=False, width=0.125).eval(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 
 
 @pytest.fixture(scope="module")
-def preds(model, data):
-    return predict(model, data.test_images, data.test_labels, **NORM)
+def preds(net, data):
+    return predict(net, data.test_images, data.test_labels)
 
 
 # --- sample_groups ---------------------------------------------------------------------------------
@@ -70,15 +65,15 @@ def test_sample_groups_small_and_empty_groups():
 # --- attention_on_object ---------------------------------------------------------------------------
 
 
-def test_attention_matches_cam_energy_of_the_predicted_class(model, data, preds):
-    df = attention_on_object(model, data.test_images, data.test_masks, preds, **NORM, max_per_group=None)
+def test_attention_matches_cam_energy_of_the_predicted_class(net, data, preds):
+    df = attention_on_object(net, data.test_images, data.test_masks, preds, max_per_group=None)
     assert list(df.columns) == ["index", "group", "energy", "object_area"]
     assert len(df) == len(preds)
     assert df["group"].tolist() == sorted(df["group"], key=GROUPS.index), "failures first"
     for _, row in df.iterrows():
         assert (row["group"] == "correct") == bool(preds.correct[row["index"]])
     idx = df["index"].to_numpy().copy()
-    expected = energy_in_mask(compute_cams(model, data.test_images[idx], **NORM, targets=preds.pred[idx]),
+    expected = energy_in_mask(compute_cams(net, data.test_images[idx], targets=preds.pred[idx]),
                               data.test_masks[idx])
     np.testing.assert_allclose(df["energy"], expected, atol=1e-6)
     area = data.test_masks[idx].float().mean(dim=(1, 2)).numpy()
@@ -87,16 +82,16 @@ def test_attention_matches_cam_energy_of_the_predicted_class(model, data, preds)
     assert ((scored >= 0) & (scored <= 1)).all()
 
 
-def test_attention_respects_the_cap(model, data, preds):
-    df = attention_on_object(model, data.test_images, data.test_masks, preds, **NORM, max_per_group=3, seed=0)
+def test_attention_respects_the_cap(net, data, preds):
+    df = attention_on_object(net, data.test_images, data.test_masks, preds, max_per_group=3, seed=0)
     counts = df["group"].value_counts()
     for g in GROUPS:
         assert counts.get(g, 0) == min(3, int((preds.correct == (g == "correct")).sum()))
 
 
-def test_attention_rejects_mismatched_masks(model, data, preds):
+def test_attention_rejects_mismatched_masks(net, data, preds):
     with pytest.raises(ValueError):
-        attention_on_object(model, data.test_images, data.test_masks[:5], preds, **NORM)
+        attention_on_object(net, data.test_images, data.test_masks[:5], preds)
 
 
 # --- summarize_attention ---------------------------------------------------------------------------
@@ -133,7 +128,7 @@ def test_summarize_attention_of_nothing():
 def test_attention_figure_draws_with_and_without_data():
     import matplotlib.pyplot as plt
 
-    from helpers.stress import attention_figure
+    from helpers.studies.stress_test import attention_figure
 
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"model": np.repeat(["plain", "residual"], 20), "group": np.tile(["failure", "correct"], 20),
@@ -148,19 +143,19 @@ def test_attention_figure_draws_with_and_without_data():
 # --- score_maps, cam_notes ---------------------------------------------------------------------------
 
 
-def test_score_maps_without_faithfulness_is_spread_and_mask_share(model, data, preds):
+def test_score_maps_without_faithfulness_is_spread_and_mask_share(net, data, preds):
     images, masks, targets = data.test_images[:6], data.test_masks[:6], preds.pred[:6]
-    cams, table = score_maps(model, images, targets, masks=masks, faithful=False, **NORM)
-    np.testing.assert_allclose(cams, compute_cams(model, images, targets=targets, **NORM))
+    cams, table = score_maps(net, images, targets, masks=masks, faithful=False)
+    np.testing.assert_allclose(cams, compute_cams(net, images, targets=targets))
     assert list(table.columns) == ["target", "in_mask", "entropy", "above_half"]
     assert table["target"].tolist() == targets.tolist()
     np.testing.assert_allclose(table["in_mask"], energy_in_mask(cams, masks))
     pd.testing.assert_frame_equal(table[["entropy", "above_half"]], spread(cams))
 
 
-def test_score_maps_with_faithfulness_and_its_notes(model, data, preds):
+def test_score_maps_with_faithfulness_and_its_notes(net, data, preds):
     images, masks, targets = data.test_images[:2], data.test_masks[:2], preds.pred[:2]
-    cams, table = score_maps(model, images, targets, masks=masks, **NORM)
+    cams, table = score_maps(net, images, targets, masks=masks)
     assert {"confidence", "road", "road_random", "keep", "beats_random", "in_mask", "entropy"} <= set(table.columns)
     np.testing.assert_allclose(table["confidence"], preds.conf[:2], atol=1e-5)
     notes = cam_notes(table, data.classes)
@@ -213,8 +208,8 @@ def test_error_counts_hand_example():
 
 
 def test_change_counts_in_the_order_of_changes():
-    table = change_counts(["still wrong, more confident", "corrected", "corrected", "still wrong, now another class"])
-    assert list(table.index) == ["corrected", "still wrong, now another class", "still wrong, more confident"]
+    table = change_counts(["still wrong, more confident", "rescued", "rescued", "still wrong, now another class"])
+    assert list(table.index) == ["rescued", "still wrong, now another class", "still wrong, more confident"]
     assert table["images"].tolist() == [2, 1, 1] and table["share (%)"].tolist() == [50.0, 25.0, 25.0]
     assert len(change_counts([])) == 0
 
@@ -230,5 +225,5 @@ def test_case_columns_one_column_per_case():
     assert list(out.columns) == ["#0", "#1"]
     assert out.loc["confidence"].tolist() == ["91%", "80%"] and out.loc["Grad-CAM share on object"].tolist() == ["25%", "—"]
     assert out.loc["residual: prediction"].tolist() == ["a (60%)", "a (70%)"]
-    assert out.loc["change"].tolist() == ["corrected", "still wrong, now another class"]
+    assert out.loc["change"].tolist() == ["rescued", "still wrong, now another class"]
     assert out.loc["neighbours of predicted class (of 3)"].tolist() == [2, 3]

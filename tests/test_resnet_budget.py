@@ -1,4 +1,4 @@
-"""helpers.budget: notebook 03's tables, checked against hand-worked numbers."""
+"""helpers.studies.resnet_budget: notebook 03's tables, checked against hand-worked numbers."""
 
 import math
 from types import SimpleNamespace
@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from helpers import budget as B
-from helpers import study
+from helpers.studies import resnet_budget as B
 from helpers.evaluate import Predictions
-from helpers.models import build_model, summary
+from helpers.evidence import accuracy_interval
+from helpers.models import Net, build_model, summary
 from helpers.profiles import settings
 
 
@@ -23,7 +23,7 @@ def preds(pred, labels):
 
 
 def test_schedule_readings_puts_the_log_on_a_cosine_from_0_01():
-    table = B.schedule_readings(settings("resnet_budget", "full").train)
+    table = B.schedule_readings(settings("resnet_budget", "full").config)
     assert list(table.index) == list(B.REPORTED_LOG)
     text, log = table["text: cosine from 0.1"], table["log: cosine from 0.01"]
     # by hand: after epoch 1 of 100, a cosine from 0.1 holds 0.1 * (1 + cos(pi / 100)) / 2
@@ -37,7 +37,7 @@ def test_schedule_readings_puts_the_log_on_a_cosine_from_0_01():
 
 
 def test_schedule_readings_refuses_another_schedule():
-    full = settings("resnet_budget", "full").train
+    full = settings("resnet_budget", "full").config
     with pytest.raises(ValueError, match="cosine over 100 epochs"):
         B.schedule_readings(full.replace(epochs=8))
     with pytest.raises(ValueError, match="cosine over 100 epochs"):
@@ -90,7 +90,7 @@ def test_views_against_names_a_missing_reference():
 def test_pad_crop_check_is_pixel_identical_and_counts_changed_predictions():
     images = np.random.default_rng(0).integers(0, 256, (6, 3, 32, 32), dtype=np.uint8)
     view_preds = {"original": preds([0, 1, 2, 0, 1, 2], [0] * 6), "pad_crop": preds([0, 1, 2, 0, 1, 0], [0] * 6)}
-    check = B.pad_crop_check(images, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25], view_preds)
+    check = B.pad_crop_check(Net(None, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]), images, view_preds)
     assert check == {"pixels equal to the original": True, "test images": 6, "predictions that differ": 1}
 
 
@@ -149,7 +149,7 @@ def test_summary_rows_one_seed_has_no_interval_over_seeds():
     S = settings("resnet_budget", "smoke")
     rows = B.summary_rows(S, [preds([0, 1], [0, 0])], [preds([0, 0], [0, 0])])
     assert len(rows) == 3 and rows[0]["name"] == "test accuracy, single view"
-    assert rows[2]["value"] == "[{:.2f}, {:.2f}]".format(*study.accuracy_interval([True, False]))
+    assert rows[2]["value"] == "[{:.2f}, {:.2f}]".format(*accuracy_interval([True, False]))
 
 
 # --- the prediction file (03's predictions.csv) --------------------------------------------------------------
