@@ -7,7 +7,7 @@ take ``text/html``; the LaTeX route (PDF) takes ``text/latex`` before anything e
 ``text/html``, and falls back to printing ``text/plain`` as verbatim text (which is how a wide
 DataFrame overflows the page). So each element here carries ``text/html``, ``text/latex`` and a
 short ``text/plain``. The LaTeX uses only packages nbconvert's own template loads (tcolorbox,
-adjustbox, booktabs, xcolor).
+adjustbox, booktabs, longtable, xcolor). Tables are laid out by :mod:`helpers.tables`.
 
 Typical use, top to bottom of a notebook::
 
@@ -24,18 +24,16 @@ from __future__ import annotations
 
 import html
 import json
-import numbers
 import time
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
 
+from . import tables
+
 DPI = 200          # saved and shown PNGs: sharp when a page is printed (the inline backend uses 100)
 SCREEN_DPI = 100   # figures are shown at the size the inline backend would give them
-TABLE_ROWS = 40    # LaTeX tables are cut into blocks of this many rows, so long ones break across pages
-TABLE_LINES = 24   # ... and of about this many lines of \small text when cells wrap (a page holds ~55): blocks
-                   # this short fill the rest of a page, where a taller one would start on the next
 SCHEMA = ("title", "reference_report", "profile", "dataset", "dataset_note", "seeds", "headline",
           "verdict", "key_figure", "figures")
 # Verdicts as helpers.evidence words them; anything else gets the neutral colour.
@@ -294,121 +292,25 @@ class Header:
         return {**self.info, "headline": list(headline), "verdict": verdict, "run_seconds": seconds}
 
 
-# --- tables ---------------------------------------------------------------------------------------
+# --- tables and captions ----------------------------------------------------------------------
 
 def table(df, caption: str | None = None, *, digits: int = 3, index: bool = True, formats=None,
           label: str | None = None) -> Element:
     """A DataFrame (or a Series, or a dict of columns) as a table that fits the page in every export (01-05).
 
-    HTML: pandas' Styler. LaTeX: booktabs blocks of at most TABLE_ROWS rows and, where text cells
-    wrap, about TABLE_LINES lines (:func:`row_blocks`), each shrunk to the line width when wider
-    (adjustbox ``max width``), so wide tables fit and long ones break across pages.
-    ``digits``: decimals of floats; ``formats``: Styler.format's formatter (a format string, a
-    callable, or a dict per column); ``label``: e.g. "Table 2", printed bold before the caption."""
-    if isinstance(df, dict):
-        df = pd.DataFrame(df)
-    if isinstance(df, pd.Series):
-        df = df.to_frame()
+    HTML: pandas' Styler. LaTeX: a longtable, which breaks across pages with its header repeated,
+    long text columns wrapped where the table would be wider than the line; or, for a wide table
+    with nothing to wrap, boxes shrunk to the line width (:mod:`helpers.tables`). ``digits``:
+    decimals of floats; ``formats``: Styler.format's formatter (a format string, a callable, or a
+    dict per column); ``label``: e.g. "Table 2", printed bold before the caption."""
+    df = tables.frame(df)
     head = " ".join(filter(None, [f"{label}." if label else None, caption]))
-
-    def styled(escape: str, part: pd.DataFrame):
-        fn = tex if escape == "latex" else esc  # Styler leaves the axis names as they are
-        part = part.copy(deep=False)
-        part.index = part.index.set_names([None if n is None else fn(n) for n in part.index.names])
-        part.columns = part.columns.set_names([None if n is None else fn(n) for n in part.columns.names])
-        s = part.style.format(escaped(formats, fn) if escape == "latex" else formats, precision=digits,
-                              thousands=",", na_rep="—", escape=escape)
-        # headers too: format() escapes only the cells ("(%)" in a column name ends a LaTeX line)
-        s = s.format_index(escape=escape, axis=0).format_index(escape=escape, axis=1)
-        return s if index else s.hide(axis="index")
-
-    page_html = styled("html", df).set_table_attributes('class="dataframe"').to_html()
-    if head:
-        page_html = f'<div style="margin:.4em 0 .2em">{caption_html(label, caption)}</div>{page_html}'
-    fmt = column_format(df, index)
-    blocks = [styled("latex", df.iloc[rows]).to_latex(hrules=True, multirow_align="naive", column_format=fmt)
-              for rows in row_blocks(df, index)]
-    body = "\n\\par\\smallskip\n".join(
-        f"\\begin{{adjustbox}}{{max width=\\linewidth}}\n{b}\\end{{adjustbox}}" for b in blocks)
-    cap = f"{caption_latex(label, caption)}\\par\\nopagebreak\\smallskip\n" if head else ""
-    page_latex = f"\\begin{{center}}\\small\\setlength{{\\tabcolsep}}{{4pt}}\n{cap}{body}\n\\end{{center}}"
+    options = dict(digits=digits, index=index, formats=formats)
+    page_html = tables.to_html(df, caption_html(label, caption) if head else None, **options)
+    page_latex = tables.latex(df, caption_latex(label, caption) if head else None,
+                              tex(f"{label} (continued)") if label else None, **options)
     plain = (head + "\n" if head else "") + df.to_string(max_rows=20, max_cols=8)
     return Element(page_html, page_latex, plain)
-
-
-LINE_CHARS = 110  # characters of \small text that fit one line of the page
-WRAP_FROM = 24    # a column whose longest entry is longer than this wraps when the table is too wide
-
-
-def escaped(formats, fn):
-    """``formats`` (a format string, a callable, or a dict of them per column) with each formatted
-    value escaped by ``fn``: Styler escapes the data but not what a formatter adds ("{:.1%}" -> "%")."""
-    if formats is None:
-        return None
-    if isinstance(formats, dict):
-        return {k: escaped(v, fn) for k, v in formats.items()}
-    if isinstance(formats, str):
-        return lambda v, f=formats: fn(f.format(v)) if isinstance(v, numbers.Number) else fn(v)
-    return lambda v, f=formats: fn(f(v))
-
-
-def _cells(df: pd.DataFrame, index: bool) -> list[list[str]]:
-    """The table's columns as text, index levels first (a MultiIndex: one column per level)."""
-    levels = [[str(v) for v in df.index.get_level_values(i)] for i in range(df.index.nlevels)] if index else []
-    return levels + [[str(v) for v in df[c]] for c in df.columns]
-
-
-def _widths(df: pd.DataFrame, index: bool) -> list[float] | None:
-    """Each column's share of the line width when long text columns must wrap (0: not wrapped), or
-    None when the table fits the page as it is."""
-    names = ([df.index.names[i] for i in range(df.index.nlevels)] if index else []) + list(df.columns)
-    lengths = [max([len(str(name or ""))] + [len(v) for v in col]) for name, col in zip(names, _cells(df, index))]
-    if sum(lengths) + 2 * len(lengths) <= LINE_CHARS:
-        return None
-    numeric = [False] * (df.index.nlevels if index else 0) + \
-              [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
-    wide = [n > WRAP_FROM and not num for n, num in zip(lengths, numeric)]
-    if not any(wide):
-        return None
-    room = LINE_CHARS - sum(n + 2 for n, w in zip(lengths, wide) if not w) - 2 * sum(wide)
-    share = sum(n for n, w in zip(lengths, wide) if w)
-    return [max(0.08, min(0.6, room * n / share / LINE_CHARS)) if w else 0.0 for n, w in zip(lengths, wide)]
-
-
-def column_format(df: pd.DataFrame, index: bool) -> str | None:
-    """LaTeX column spec that wraps long text columns (p-columns sharing the line) when the table
-    would be wider than the page; None (pandas' default) when it fits. Shrinking a table of
-    sentences to the line width makes it unreadable (the protocol card's "why" column)."""
-    widths = _widths(df, index)
-    if widths is None:
-        return None
-    numeric = [False] * (df.index.nlevels if index else 0) + \
-              [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
-    return "".join(f">{{\\raggedright\\arraybackslash}}p{{{w:.2f}\\linewidth}}" if w else "r" if num else "l"
-                   for w, num in zip(widths, numeric))
-
-
-def row_blocks(df: pd.DataFrame, index: bool = True) -> list[slice]:
-    """Row ranges of the LaTeX blocks (each its own box, so a page break can only fall between
-    them): at most TABLE_ROWS rows, and where :func:`column_format` wraps text, rows adding up to
-    about TABLE_LINES lines, a row's height estimated from its longest wrapped cell. A block
-    taller than the page would run off its bottom (the protocol card with a long data note)."""
-    widths = _widths(df, index)
-    if widths is None:  # one line a row: TABLE_ROWS alone decides
-        heights = [0] * len(df)
-    else:
-        cols = [(w, col) for w, col in zip(widths, _cells(df, index)) if w]
-        # a wrapped line holds a little less than its share of LINE_CHARS: words do not split
-        heights = [max(1, *(-(-len(col[r]) // max(1, int(0.85 * w * LINE_CHARS))) for w, col in cols))
-                   for r in range(len(df))]
-    blocks, start, lines = [], 0, 0
-    for r, h in enumerate(heights):
-        if r > start and (r - start >= TABLE_ROWS or lines + h > TABLE_LINES):
-            blocks.append(slice(start, r))
-            start, lines = r, 0
-        lines += h
-    blocks.append(slice(start, max(len(df), 1)))
-    return blocks
 
 
 def caption_html(label: str | None, text: str | None) -> str:
