@@ -31,14 +31,15 @@ from pathlib import Path
 import pandas as pd
 
 from . import tables
+from .evidence import VERDICTS
 
 DPI = 200          # saved and shown PNGs: sharp when a page is printed (the inline backend uses 100)
 SCREEN_DPI = 100   # figures are shown at the size the inline backend would give them
 SCHEMA = ("title", "reference_report", "profile", "dataset", "dataset_note", "seeds", "headline",
           "verdict", "key_figure", "figures")
-# Verdicts as helpers.evidence words them; anything else gets the neutral colour.
-VERDICT_COLOURS = {"same direction, significant": "good",
-                   "opposite direction, significant": "bad"}
+# helpers.evidence's verdicts: the report's finding holds and is significant, or is reversed and
+# significant; the others, and anything else, get the neutral colour.
+VERDICT_COLOURS = {VERDICTS[0]: "good", VERDICTS[3]: "bad"}
 COLOURS = {  # name: (html border, html background, LaTeX frame, LaTeX background)
     "good": ("#2e7d32", "#edf7ee", "green!50!black", "green!4"),
     "bad": ("#c62828", "#fdecea", "red!70!black", "red!4"),

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers import page
+from helpers import evidence, page
 
 VERDICT = {"quantity": "test accuracy, residual - plain", "unit": "percentage points", "reported": 1.35,
            "measured": -7.4, "ci": [-9.1, -5.6], "level": 0.95, "p_value": 0.0004, "test": "exact McNemar, 1 seed",
@@ -83,9 +83,7 @@ def test_verdict_box_shows_the_evidence_and_colours_the_verdict():
                  "test: exact McNemar, 1 seed", "seeds: 2026", "scale: profile quick, dataset synthetic, epochs 8"):
         assert fact in plain
     assert page.verdict_kind(VERDICT) == "bad"
-    assert page.verdict_kind({**VERDICT, "verdict": "same direction, significant"}) == "good"
-    assert page.verdict_kind({**VERDICT, "verdict": "same direction, not significant at this scale"}) == "neutral"
-    assert page.verdict_kind(None) == "neutral"
+    assert page.verdict_kind(None) == "neutral" and page.verdict_kind({"verdict": "reworded"}) == "neutral"
     # A verdict missing most keys still renders, with dashes.
     sparse = bundle(page.verdict_box({"verdict": "no detectable difference", "ci": [None, None], "p_value": None}))
     assert "interval: —" in sparse["text/plain"] and "p: —" in sparse["text/plain"]
@@ -94,6 +92,12 @@ def test_verdict_box_shows_the_evidence_and_colours_the_verdict():
 
 COLOUR_OF = {k: v[0] for k, v in page.COLOURS.items()}
 
+
+def test_verdict_colours_follow_the_verdicts_of_evidence():
+    """The colours key on helpers.evidence's own wording, so a reworded verdict keeps its colour."""
+    kinds = [page.verdict_kind({"verdict": v}) for v in evidence.VERDICTS]
+    assert kinds == ["good", "neutral", "neutral", "bad"]
+    assert set(page.VERDICT_COLOURS) <= set(evidence.VERDICTS)
 
 
 def longtables(latex: str) -> list[str]:
