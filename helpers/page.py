@@ -102,18 +102,24 @@ def duration(seconds) -> str:
     return f"{int(minutes)} min {secs:02.0f} s" if minutes else f"{secs:.1f} s"
 
 
+def box_html(kind: str, title: str, body_html: str) -> str:
+    """The HTML of :func:`box` (also the index page's cards' boxes): a tinted block with a coloured
+    left bar, ``title`` (plain text) in bold above ``body_html``."""
+    border, back, *_ = COLOURS[kind]
+    head_html = f'<div style="font-weight:bold;margin-bottom:.3em">{esc(title)}</div>' if title else ""
+    return (f'<div style="border:1px solid {border};border-left:6px solid {border};background:{back};'
+            f'padding:.6em .9em;margin:.6em 0;color:#222">{head_html}{body_html}</div>')
+
+
 def box(kind: str, title: str, body_html: str, body_latex: str, plain: str, meta=None,
         breakable: bool = True) -> Element:
     """A framed, tinted box in all three renderings (kind: a key of COLOURS); a short box that must
     not be split across two PDF pages says ``breakable=False``."""
-    border, back, frame, fill = COLOURS[kind]
-    head_html = f'<div style="font-weight:bold;margin-bottom:.3em">{esc(title)}</div>' if title else ""
-    page_html = (f'<div style="border:1px solid {border};border-left:6px solid {border};background:{back};'
-                 f'padding:.6em .9em;margin:.6em 0;color:#222">{head_html}{body_html}</div>')
+    _, _, frame, fill = COLOURS[kind]
     title_opt = f",title={{{tex(title)}}},fonttitle=\\bfseries,coltitle=black,colbacktitle={fill}" if title else ""
     page_latex = (f"\\begin{{tcolorbox}}[{'breakable,' if breakable else ''}colframe={frame},colback={fill},boxrule=0.6pt,"
                   f"left=6pt,right=6pt{title_opt}]\n{body_latex}\n\\end{{tcolorbox}}")
-    return Element(page_html, page_latex, plain, meta)
+    return Element(box_html(kind, title, body_html), page_latex, plain, meta)
 
 
 # --- title block, summary, verdict, banner --------------------------------------------------------
