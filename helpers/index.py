@@ -14,6 +14,8 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from PIL import Image
+
 from .page import box_html, esc, headline_rows, verdict_kind
 
 THUMBNAIL = (560, 360)  # pixels, the largest a thumbnail may be
@@ -82,8 +84,6 @@ def thumbnail(folder: Path, metrics: dict) -> str | None:
         return None
     target = folder / "thumbnail.png"
     if not target.is_file() or target.stat().st_mtime < figure.stat().st_mtime:
-        from PIL import Image
-
         try:
             with Image.open(figure) as image:
                 image.thumbnail(THUMBNAIL)

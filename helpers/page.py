@@ -28,7 +28,12 @@ import time
 from datetime import date
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
+from IPython import display as ipython_display  # display() looked up at each call: tests replace it
+from IPython import get_ipython
+from matplotlib_inline.backend_inline import InlineBackend
+from nbconvert.filters import escape_latex
 
 from . import tables
 from .evidence import VERDICTS
@@ -69,8 +74,6 @@ class Element:
 
 def tex(text) -> str:
     """Escape plain text for LaTeX (nbconvert's own filter, as its templates use)."""
-    from nbconvert.filters import escape_latex
-
     return escape_latex(str(text))
 
 
@@ -280,10 +283,9 @@ class Header:
 
     def show(self) -> None:
         """Display the title block and the placeholder summary box."""
-        from IPython.display import display
-
         self.start = time.perf_counter()
-        self.handles = (display(self.title(), display_id=True), display(summary_box(), display_id=True))
+        self.handles = (ipython_display.display(self.title(), display_id=True),
+                        ipython_display.display(summary_box(), display_id=True))
 
     def finish(self, headline: list, verdict: dict | None = None, runs: dict | None = None) -> dict:
         """Fill in the summary, the run time and, given the study's ``runs`` (variant -> list of
@@ -348,10 +350,6 @@ def setup() -> None:
     ``display.max_rows`` rows are shown, with a note of how many were left out. And the inline
     backend draws figures at twice its resolution ("retina": 200 dpi, shown at the same size), so
     a figure shown without ``Figures.show`` still prints sharply. Outside IPython it does nothing."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython comes with ipykernel
-        return
     shell = get_ipython()
     if shell is None:
         return
@@ -364,8 +362,6 @@ def setup() -> None:
     formatter = shell.display_formatter.formatters["text/latex"]
     formatter.for_type(pd.DataFrame, latex)
     formatter.for_type(pd.Series, latex)
-    from matplotlib_inline.backend_inline import InlineBackend
-
     # The config, not only the formatter: the inline backend re-reads it when it is switched on.
     InlineBackend.instance().figure_formats = {"retina"}
 
@@ -402,27 +398,22 @@ class Figures:
     def show(self, fig, name: str, caption_text: str, key: bool = False) -> None:
         """Save, display with its numbered caption, close. ``key=True`` makes it the study's key
         figure (the index page's thumbnail; default: the first figure saved)."""
-        import matplotlib.pyplot as plt
-        from IPython.display import Image, display
-
         self.save(fig, name)
         png = (self.folder / f"{name}.png").read_bytes()
         plt.close(fig)
         number_ = self.numbers.setdefault(name, len(self.numbers) + 1)
         width_px = int.from_bytes(png[16:20], "big")  # the PNG header's width field
         # the metadata tells the PDF template to keep the image and its caption on one page
-        display(Image(data=png, format="png", width=round(width_px * SCREEN_DPI / self.dpi)),
-                metadata={"helpers.page": {"figure": number_}})
-        display(caption(f"Figure {number_}", caption_text))
+        image = ipython_display.Image(data=png, format="png", width=round(width_px * SCREEN_DPI / self.dpi))
+        ipython_display.display(image, metadata={"helpers.page": {"figure": number_}})
+        ipython_display.display(caption(f"Figure {number_}", caption_text))
         if key:
             self.key = name
 
     def table(self, df, name: str, caption_text: str, **options) -> None:
         """Display a numbered table ("Table k. caption" above it); options go to :func:`table`."""
-        from IPython.display import display
-
         number_ = self.table_numbers.setdefault(name, len(self.table_numbers) + 1)
-        display(table(df, caption_text, label=f"Table {number_}", **options))
+        ipython_display.display(table(df, caption_text, label=f"Table {number_}", **options))
 
     @property
     def paths(self) -> list[str]:
