@@ -10,12 +10,13 @@ system. Anything metrics.json leaves out shows as "—".
 
 from __future__ import annotations
 
-import html
 import json
 from datetime import datetime
 from pathlib import Path
 
-from .page import COLOURS, headline_rows, verdict_kind
+from PIL import Image
+
+from .page import box_html, esc, headline_rows, verdict_kind
 
 THUMBNAIL = (560, 360)  # pixels, the largest a thumbnail may be
 CSS = """
@@ -36,7 +37,7 @@ h2{font-size:1.1em;margin:0 0 .3em;display:flex;justify-content:space-between;ga
 table{border-collapse:collapse;font-size:.9em;margin:.4em 0}
 td,th{padding:.15em .9em .15em 0;text-align:right} td:first-child,th:first-child{text-align:left}
 th{color:#57606a;font-weight:normal}
-.box{border-left:5px solid;padding:.35em .7em;margin:.5em 0;font-size:.9em}
+.box{font-size:.9em}
 pre{background:#fff5f5;border:1px solid #f0c0c0;padding:.5em;font-size:.8em;white-space:pre-wrap;margin:.5em 0}
 nav{font-size:.9em;margin-top:.6em} nav a{margin-right:.7em}
 footer{color:#57606a;font-size:.85em;padding:0 2em 2em}
@@ -51,10 +52,6 @@ def read_metrics(folder: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return {k: v for k, v in data.items() if k != "figures"} if isinstance(data, dict) else {}
-
-
-def esc(value) -> str:
-    return html.escape(str(value))
 
 
 def link(root: Path, href: str | None, label: str) -> str:
@@ -87,8 +84,6 @@ def thumbnail(folder: Path, metrics: dict) -> str | None:
         return None
     target = folder / "thumbnail.png"
     if not target.is_file() or target.stat().st_mtime < figure.stat().st_mtime:
-        from PIL import Image
-
         try:
             with Image.open(figure) as image:
                 image.thumbnail(THUMBNAIL)
@@ -107,9 +102,9 @@ def headline_html(metrics: dict) -> str:
     return f"<table><tr><th></th><th>this run</th><th>report</th></tr>{body}</table>"
 
 
-def box(kind: str, text: str) -> str:
-    border, back, *_ = COLOURS[kind]
-    return f'<div class="box" style="border-color:{border};background:{back}">{text}</div>'
+def box(kind: str, text_html: str) -> str:
+    """A report's box (``helpers.page.box_html``: kind a key of page.COLOURS) at the card's smaller size."""
+    return f'<div class="box">{box_html(kind, "", text_html)}</div>'
 
 
 def card(profile_dir: Path, run) -> str:

@@ -7,7 +7,7 @@ take ``text/html``; the LaTeX route (PDF) takes ``text/latex`` before anything e
 ``text/html``, and falls back to printing ``text/plain`` as verbatim text (which is how a wide
 DataFrame overflows the page). So each element here carries ``text/html``, ``text/latex`` and a
 short ``text/plain``. The LaTeX uses only packages nbconvert's own template loads (tcolorbox,
-adjustbox, booktabs, xcolor).
+adjustbox, booktabs, longtable, xcolor). Tables are laid out by :mod:`helpers.tables`.
 
 Typical use, top to bottom of a notebook::
 
@@ -24,23 +24,27 @@ from __future__ import annotations
 
 import html
 import json
-import numbers
 import time
 from datetime import date
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
+from IPython import display as ipython_display  # display() looked up at each call: tests replace it
+from IPython import get_ipython
+from matplotlib_inline.backend_inline import InlineBackend
+from nbconvert.filters import escape_latex
+
+from . import tables
+from .evidence import VERDICTS
 
 DPI = 200          # saved and shown PNGs: sharp when a page is printed (the inline backend uses 100)
 SCREEN_DPI = 100   # figures are shown at the size the inline backend would give them
-TABLE_ROWS = 40    # LaTeX tables are cut into blocks of this many rows, so long ones break across pages
-TABLE_LINES = 24   # ... and of about this many lines of \small text when cells wrap (a page holds ~55): blocks
-                   # this short fill the rest of a page, where a taller one would start on the next
 SCHEMA = ("title", "reference_report", "profile", "dataset", "dataset_note", "seeds", "headline",
           "verdict", "key_figure", "figures")
-# Verdicts as helpers.evidence words them; anything else gets the neutral colour.
-VERDICT_COLOURS = {"same direction, significant": "good",
-                   "opposite direction, significant": "bad"}
+# helpers.evidence's verdicts: the report's finding holds and is significant, or is reversed and
+# significant; the others, and anything else, get the neutral colour.
+VERDICT_COLOURS = {VERDICTS[0]: "good", VERDICTS[3]: "bad"}
 COLOURS = {  # name: (html border, html background, LaTeX frame, LaTeX background)
     "good": ("#2e7d32", "#edf7ee", "green!50!black", "green!4"),
     "bad": ("#c62828", "#fdecea", "red!70!black", "red!4"),
@@ -70,8 +74,6 @@ class Element:
 
 def tex(text) -> str:
     """Escape plain text for LaTeX (nbconvert's own filter, as its templates use)."""
-    from nbconvert.filters import escape_latex
-
     return escape_latex(str(text))
 
 
@@ -103,18 +105,24 @@ def duration(seconds) -> str:
     return f"{int(minutes)} min {secs:02.0f} s" if minutes else f"{secs:.1f} s"
 
 
+def box_html(kind: str, title: str, body_html: str) -> str:
+    """The HTML of :func:`box` (also the index page's cards' boxes): a tinted block with a coloured
+    left bar, ``title`` (plain text) in bold above ``body_html``."""
+    border, back, *_ = COLOURS[kind]
+    head_html = f'<div style="font-weight:bold;margin-bottom:.3em">{esc(title)}</div>' if title else ""
+    return (f'<div style="border:1px solid {border};border-left:6px solid {border};background:{back};'
+            f'padding:.6em .9em;margin:.6em 0;color:#222">{head_html}{body_html}</div>')
+
+
 def box(kind: str, title: str, body_html: str, body_latex: str, plain: str, meta=None,
         breakable: bool = True) -> Element:
     """A framed, tinted box in all three renderings (kind: a key of COLOURS); a short box that must
     not be split across two PDF pages says ``breakable=False``."""
-    border, back, frame, fill = COLOURS[kind]
-    head_html = f'<div style="font-weight:bold;margin-bottom:.3em">{esc(title)}</div>' if title else ""
-    page_html = (f'<div style="border:1px solid {border};border-left:6px solid {border};background:{back};'
-                 f'padding:.6em .9em;margin:.6em 0;color:#222">{head_html}{body_html}</div>')
+    _, _, frame, fill = COLOURS[kind]
     title_opt = f",title={{{tex(title)}}},fonttitle=\\bfseries,coltitle=black,colbacktitle={fill}" if title else ""
     page_latex = (f"\\begin{{tcolorbox}}[{'breakable,' if breakable else ''}colframe={frame},colback={fill},boxrule=0.6pt,"
                   f"left=6pt,right=6pt{title_opt}]\n{body_latex}\n\\end{{tcolorbox}}")
-    return Element(page_html, page_latex, plain, meta)
+    return Element(box_html(kind, title, body_html), page_latex, plain, meta)
 
 
 # --- title block, summary, verdict, banner --------------------------------------------------------
@@ -275,10 +283,9 @@ class Header:
 
     def show(self) -> None:
         """Display the title block and the placeholder summary box."""
-        from IPython.display import display
-
         self.start = time.perf_counter()
-        self.handles = (display(self.title(), display_id=True), display(summary_box(), display_id=True))
+        self.handles = (ipython_display.display(self.title(), display_id=True),
+                        ipython_display.display(summary_box(), display_id=True))
 
     def finish(self, headline: list, verdict: dict | None = None, runs: dict | None = None) -> dict:
         """Fill in the summary, the run time and, given the study's ``runs`` (variant -> list of
@@ -294,121 +301,25 @@ class Header:
         return {**self.info, "headline": list(headline), "verdict": verdict, "run_seconds": seconds}
 
 
-# --- tables ---------------------------------------------------------------------------------------
+# --- tables and captions ----------------------------------------------------------------------
 
 def table(df, caption: str | None = None, *, digits: int = 3, index: bool = True, formats=None,
           label: str | None = None) -> Element:
     """A DataFrame (or a Series, or a dict of columns) as a table that fits the page in every export (01-05).
 
-    HTML: pandas' Styler. LaTeX: booktabs blocks of at most TABLE_ROWS rows and, where text cells
-    wrap, about TABLE_LINES lines (:func:`row_blocks`), each shrunk to the line width when wider
-    (adjustbox ``max width``), so wide tables fit and long ones break across pages.
-    ``digits``: decimals of floats; ``formats``: Styler.format's formatter (a format string, a
-    callable, or a dict per column); ``label``: e.g. "Table 2", printed bold before the caption."""
-    if isinstance(df, dict):
-        df = pd.DataFrame(df)
-    if isinstance(df, pd.Series):
-        df = df.to_frame()
+    HTML: pandas' Styler. LaTeX: a longtable, which breaks across pages with its header repeated,
+    long text columns wrapped where the table would be wider than the line; or, for a wide table
+    with nothing to wrap, boxes shrunk to the line width (:mod:`helpers.tables`). ``digits``:
+    decimals of floats; ``formats``: Styler.format's formatter (a format string, a callable, or a
+    dict per column); ``label``: e.g. "Table 2", printed bold before the caption."""
+    df = tables.frame(df)
     head = " ".join(filter(None, [f"{label}." if label else None, caption]))
-
-    def styled(escape: str, part: pd.DataFrame):
-        fn = tex if escape == "latex" else esc  # Styler leaves the axis names as they are
-        part = part.copy(deep=False)
-        part.index = part.index.set_names([None if n is None else fn(n) for n in part.index.names])
-        part.columns = part.columns.set_names([None if n is None else fn(n) for n in part.columns.names])
-        s = part.style.format(escaped(formats, fn) if escape == "latex" else formats, precision=digits,
-                              thousands=",", na_rep="—", escape=escape)
-        # headers too: format() escapes only the cells ("(%)" in a column name ends a LaTeX line)
-        s = s.format_index(escape=escape, axis=0).format_index(escape=escape, axis=1)
-        return s if index else s.hide(axis="index")
-
-    page_html = styled("html", df).set_table_attributes('class="dataframe"').to_html()
-    if head:
-        page_html = f'<div style="margin:.4em 0 .2em">{caption_html(label, caption)}</div>{page_html}'
-    fmt = column_format(df, index)
-    blocks = [styled("latex", df.iloc[rows]).to_latex(hrules=True, multirow_align="naive", column_format=fmt)
-              for rows in row_blocks(df, index)]
-    body = "\n\\par\\smallskip\n".join(
-        f"\\begin{{adjustbox}}{{max width=\\linewidth}}\n{b}\\end{{adjustbox}}" for b in blocks)
-    cap = f"{caption_latex(label, caption)}\\par\\nopagebreak\\smallskip\n" if head else ""
-    page_latex = f"\\begin{{center}}\\small\\setlength{{\\tabcolsep}}{{4pt}}\n{cap}{body}\n\\end{{center}}"
+    options = dict(digits=digits, index=index, formats=formats)
+    page_html = tables.to_html(df, caption_html(label, caption) if head else None, **options)
+    page_latex = tables.latex(df, caption_latex(label, caption) if head else None,
+                              tex(f"{label} (continued)") if label else None, **options)
     plain = (head + "\n" if head else "") + df.to_string(max_rows=20, max_cols=8)
     return Element(page_html, page_latex, plain)
-
-
-LINE_CHARS = 110  # characters of \small text that fit one line of the page
-WRAP_FROM = 24    # a column whose longest entry is longer than this wraps when the table is too wide
-
-
-def escaped(formats, fn):
-    """``formats`` (a format string, a callable, or a dict of them per column) with each formatted
-    value escaped by ``fn``: Styler escapes the data but not what a formatter adds ("{:.1%}" -> "%")."""
-    if formats is None:
-        return None
-    if isinstance(formats, dict):
-        return {k: escaped(v, fn) for k, v in formats.items()}
-    if isinstance(formats, str):
-        return lambda v, f=formats: fn(f.format(v)) if isinstance(v, numbers.Number) else fn(v)
-    return lambda v, f=formats: fn(f(v))
-
-
-def _cells(df: pd.DataFrame, index: bool) -> list[list[str]]:
-    """The table's columns as text, index levels first (a MultiIndex: one column per level)."""
-    levels = [[str(v) for v in df.index.get_level_values(i)] for i in range(df.index.nlevels)] if index else []
-    return levels + [[str(v) for v in df[c]] for c in df.columns]
-
-
-def _widths(df: pd.DataFrame, index: bool) -> list[float] | None:
-    """Each column's share of the line width when long text columns must wrap (0: not wrapped), or
-    None when the table fits the page as it is."""
-    names = ([df.index.names[i] for i in range(df.index.nlevels)] if index else []) + list(df.columns)
-    lengths = [max([len(str(name or ""))] + [len(v) for v in col]) for name, col in zip(names, _cells(df, index))]
-    if sum(lengths) + 2 * len(lengths) <= LINE_CHARS:
-        return None
-    numeric = [False] * (df.index.nlevels if index else 0) + \
-              [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
-    wide = [n > WRAP_FROM and not num for n, num in zip(lengths, numeric)]
-    if not any(wide):
-        return None
-    room = LINE_CHARS - sum(n + 2 for n, w in zip(lengths, wide) if not w) - 2 * sum(wide)
-    share = sum(n for n, w in zip(lengths, wide) if w)
-    return [max(0.08, min(0.6, room * n / share / LINE_CHARS)) if w else 0.0 for n, w in zip(lengths, wide)]
-
-
-def column_format(df: pd.DataFrame, index: bool) -> str | None:
-    """LaTeX column spec that wraps long text columns (p-columns sharing the line) when the table
-    would be wider than the page; None (pandas' default) when it fits. Shrinking a table of
-    sentences to the line width makes it unreadable (the protocol card's "why" column)."""
-    widths = _widths(df, index)
-    if widths is None:
-        return None
-    numeric = [False] * (df.index.nlevels if index else 0) + \
-              [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
-    return "".join(f">{{\\raggedright\\arraybackslash}}p{{{w:.2f}\\linewidth}}" if w else "r" if num else "l"
-                   for w, num in zip(widths, numeric))
-
-
-def row_blocks(df: pd.DataFrame, index: bool = True) -> list[slice]:
-    """Row ranges of the LaTeX blocks (each its own box, so a page break can only fall between
-    them): at most TABLE_ROWS rows, and where :func:`column_format` wraps text, rows adding up to
-    about TABLE_LINES lines, a row's height estimated from its longest wrapped cell. A block
-    taller than the page would run off its bottom (the protocol card with a long data note)."""
-    widths = _widths(df, index)
-    if widths is None:  # one line a row: TABLE_ROWS alone decides
-        heights = [0] * len(df)
-    else:
-        cols = [(w, col) for w, col in zip(widths, _cells(df, index)) if w]
-        # a wrapped line holds a little less than its share of LINE_CHARS: words do not split
-        heights = [max(1, *(-(-len(col[r]) // max(1, int(0.85 * w * LINE_CHARS))) for w, col in cols))
-                   for r in range(len(df))]
-    blocks, start, lines = [], 0, 0
-    for r, h in enumerate(heights):
-        if r > start and (r - start >= TABLE_ROWS or lines + h > TABLE_LINES):
-            blocks.append(slice(start, r))
-            start, lines = r, 0
-        lines += h
-    blocks.append(slice(start, max(len(df), 1)))
-    return blocks
 
 
 def caption_html(label: str | None, text: str | None) -> str:
@@ -439,10 +350,6 @@ def setup() -> None:
     ``display.max_rows`` rows are shown, with a note of how many were left out. And the inline
     backend draws figures at twice its resolution ("retina": 200 dpi, shown at the same size), so
     a figure shown without ``Figures.show`` still prints sharply. Outside IPython it does nothing."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython comes with ipykernel
-        return
     shell = get_ipython()
     if shell is None:
         return
@@ -455,8 +362,6 @@ def setup() -> None:
     formatter = shell.display_formatter.formatters["text/latex"]
     formatter.for_type(pd.DataFrame, latex)
     formatter.for_type(pd.Series, latex)
-    from matplotlib_inline.backend_inline import InlineBackend
-
     # The config, not only the formatter: the inline backend re-reads it when it is switched on.
     InlineBackend.instance().figure_formats = {"retina"}
 
@@ -493,27 +398,22 @@ class Figures:
     def show(self, fig, name: str, caption_text: str, key: bool = False) -> None:
         """Save, display with its numbered caption, close. ``key=True`` makes it the study's key
         figure (the index page's thumbnail; default: the first figure saved)."""
-        import matplotlib.pyplot as plt
-        from IPython.display import Image, display
-
         self.save(fig, name)
         png = (self.folder / f"{name}.png").read_bytes()
         plt.close(fig)
         number_ = self.numbers.setdefault(name, len(self.numbers) + 1)
         width_px = int.from_bytes(png[16:20], "big")  # the PNG header's width field
         # the metadata tells the PDF template to keep the image and its caption on one page
-        display(Image(data=png, format="png", width=round(width_px * SCREEN_DPI / self.dpi)),
-                metadata={"helpers.page": {"figure": number_}})
-        display(caption(f"Figure {number_}", caption_text))
+        image = ipython_display.Image(data=png, format="png", width=round(width_px * SCREEN_DPI / self.dpi))
+        ipython_display.display(image, metadata={"helpers.page": {"figure": number_}})
+        ipython_display.display(caption(f"Figure {number_}", caption_text))
         if key:
             self.key = name
 
     def table(self, df, name: str, caption_text: str, **options) -> None:
         """Display a numbered table ("Table k. caption" above it); options go to :func:`table`."""
-        from IPython.display import display
-
         number_ = self.table_numbers.setdefault(name, len(self.table_numbers) + 1)
-        display(table(df, caption_text, label=f"Table {number_}", **options))
+        ipython_display.display(table(df, caption_text, label=f"Table {number_}", **options))
 
     @property
     def paths(self) -> list[str]:

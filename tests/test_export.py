@@ -26,6 +26,10 @@ CELLS = [
              'figs.show(curve(), "loss_curves", "Training loss: notice the dip at epoch 2.", key=True)', []),
     ("code", 'wide = pd.DataFrame(np.arange(50.0).reshape(5, 10), columns=[f"column {i} (%)" for i in range(10)])\n'
              'figs.table(wide, "wide", "Ten columns that must fit the page.")', []),
+    ("code", 'why = "the report is silent here, so the value is ours, and this sentence says why " * 3\n'
+             'card = pd.DataFrame({"report": "not stated", "this run": "a value of some length " * 3, "why": why},\n'
+             '                    index=[f"setting {i}" for i in range(30)])\n'
+             'figs.table(card, "card", "Thirty rows of sentences, too tall for one page.")', []),
     ("code", 'display(pd.DataFrame({"epoch": range(100), "loss": np.linspace(2, 0.1, 100)}))', []),
     ("code", 'page.banner("Using the synthetic stand-in.")', []),
     ("code", "fig, ax = plt.subplots(figsize=(3, 2))\nax.plot([1, 2])  # shown by the inline backend", []),
@@ -165,8 +169,18 @@ def test_report_pdf_has_no_code_and_keeps_figures_with_captions(demo):
     # The table caption shares a page with its table, whose last column fits on that page
     # (an overflowing table is cut at the page edge).
     assert "column 9 (%)" in pages[next(i for i, p in enumerate(pages) if "Table 1." in p)]
-    # Nothing runs into the right margin: every word ends inside the 1-inch margins of the page.
+    # The card of sentences: one table across pages, its caption with its first rows, its header again
+    # atop the next page, every row once.
+    first = next(i for i, p in enumerate(pages) if "Table 2." in p)
+    assert "setting 0 " in pages[first] and "setting 29" not in pages[first]
+    assert "Table 2 (continued)" in pages[first + 1] and "this run" in pages[first + 1]
+    assert all(text.count(f"setting {i} ") == 1 for i in range(30))
+    # Nothing runs into the right or bottom margin: every word but the page numbers lies inside the
+    # page's 1-inch margins.
     boxes = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
-    width = float(re.search(r'<page width="([\d.]+)"', boxes).group(1))
-    right = max(float(x) for x in re.findall(r'xMax="([\d.]+)"', boxes))
+    width, height = map(float, re.search(r'<page width="([\d.]+)" height="([\d.]+)"', boxes).groups())
+    words = re.findall(r'xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>', boxes)
+    right = max(float(x) for x, _, _ in words)
     assert right <= width - 72 + 1, f"text reaches x={right:.0f} of a {width:.0f} pt page"
+    bottom = max(float(y) for _, y, w in words if not w.isdigit())
+    assert bottom <= height - 72 + 1, f"text reaches y={bottom:.0f} of a {height:.0f} pt page"

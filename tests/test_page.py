@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers import page
+from helpers import evidence, page
 
 VERDICT = {"quantity": "test accuracy, residual - plain", "unit": "percentage points", "reported": 1.35,
            "measured": -7.4, "ci": [-9.1, -5.6], "level": 0.95, "p_value": 0.0004, "test": "exact McNemar, 1 seed",
@@ -83,9 +83,7 @@ def test_verdict_box_shows_the_evidence_and_colours_the_verdict():
                  "test: exact McNemar, 1 seed", "seeds: 2026", "scale: profile quick, dataset synthetic, epochs 8"):
         assert fact in plain
     assert page.verdict_kind(VERDICT) == "bad"
-    assert page.verdict_kind({**VERDICT, "verdict": "same direction, significant"}) == "good"
-    assert page.verdict_kind({**VERDICT, "verdict": "same direction, not significant at this scale"}) == "neutral"
-    assert page.verdict_kind(None) == "neutral"
+    assert page.verdict_kind(None) == "neutral" and page.verdict_kind({"verdict": "reworded"}) == "neutral"
     # A verdict missing most keys still renders, with dashes.
     sparse = bundle(page.verdict_box({"verdict": "no detectable difference", "ci": [None, None], "p_value": None}))
     assert "interval: —" in sparse["text/plain"] and "p: —" in sparse["text/plain"]
@@ -95,14 +93,90 @@ def test_verdict_box_shows_the_evidence_and_colours_the_verdict():
 COLOUR_OF = {k: v[0] for k, v in page.COLOURS.items()}
 
 
-def test_wide_table_is_shrunk_to_the_line_width():
+def test_verdict_colours_follow_the_verdicts_of_evidence():
+    """The colours key on helpers.evidence's own wording, so a reworded verdict keeps its colour."""
+    kinds = [page.verdict_kind({"verdict": v}) for v in evidence.VERDICTS]
+    assert kinds == ["good", "neutral", "neutral", "bad"]
+    assert set(page.VERDICT_COLOURS) <= set(evidence.VERDICTS)
+
+
+def longtables(latex: str) -> list[str]:
+    return re.findall(r"\\begin\{longtable\}.*?\\end\{longtable\}", latex, re.S)
+
+
+def body_rows(longtable: str) -> list[str]:
+    """The rows after the heads and feet, each with its line end (\\\\ or \\\\*)."""
+    return longtable.split("\\endlastfoot\n")[1].split("\\end{longtable}")[0].splitlines()
+
+
+def test_a_long_table_is_one_longtable_with_its_caption_and_a_repeated_header():
+    long = pd.DataFrame({"epoch": range(1, 101), "loss": np.linspace(2, 0.1, 100)})
+    latex = bundle(page.table(long, "Loss per epoch", index=False, label="Table 2"))["text/latex"]
+    assert "adjustbox" not in latex and len(longtables(latex)) == 1
+    first_head, rest = latex.split("\\endfirsthead")
+    # The caption is in the first head, which LaTeX keeps with the first rows: never alone at a page's end.
+    assert r"\textbf{Table 2.} Loss per epoch" in first_head and "epoch & loss" in first_head
+    head = rest.split("\\endhead")[0]  # atop each continuation page
+    assert r"Table 2 (continued)" in head and "epoch & loss" in head and "Loss per epoch" not in head
+    rows = body_rows(latex)
+    assert len(rows) == 100 and rows[0].startswith("1 & 2.000") and rows[-1].startswith("100 & 0.100")
+    # A page break leaves at least KEEP_ROWS rows on each page.
+    keep = page.tables.KEEP_ROWS
+    assert [r.endswith(r"\\*") for r in rows] == [i < keep - 1 or i >= 100 - keep for i in range(100)]
+
+
+def test_a_short_table_cannot_break():
+    latex = bundle(page.table(pd.DataFrame({"a": [1, 2, 3, 4]})))["text/latex"]
+    assert all(r.endswith(r"\\*") for r in body_rows(latex)) and len(body_rows(latex)) == 4
+    assert "textbf" not in latex and "continued)" not in latex  # no caption, no label: no caption rows
+
+
+def test_a_table_of_sentences_wraps_them_in_a_longtable_within_the_line():
+    """The protocol card with a long "why": its long text columns wrap in p columns that, with the
+    others, fit the line; one longtable breaks it across pages, rather than a shrunk box (unreadable)."""
+    why = "the report is silent on this setting, so the value is ours and the reason is given here " * 2
+    card = pd.DataFrame({"report": ["not stated"] * 22, "this run": ["a value of some length " * 2] * 22,
+                         "mark": "chosen", "why": [why] * 22},
+                        index=pd.Index([f"setting {i}" for i in range(22)], name="setting"))
+    fits, spec = page.tables.layout(card)
+    shares = [float(w) for w in re.findall(r"p\{([\d.]+)\\linewidth\}", spec)]
+    assert fits and len(shares) == 2  # "this run" and "why"; setting, report and mark are short
+    m = page.tables.measure(card)
+    assert m.widest[0] < m.widest[2] < m.widest[4] and shares[0] < shares[1]  # the longer text gets more
+    seps = 2 * page.tables.TABCOLSEP * 5
+    unwrapped = m.widest[0] + m.widest[1] + m.widest[3]
+    assert unwrapped + seps + sum(shares) * page.tables.LINE_WIDTH <= page.tables.LINE_WIDTH
+    latex = bundle(page.table(card, "Settings", label="Table 1"))["text/latex"]
+    assert len(longtables(latex)) == 1 and "adjustbox" not in latex and spec in latex
+    assert latex.count("setting 21") == 1 and r"\endhead" in latex
+
+
+def test_a_long_word_is_never_cut_to_a_narrower_column():
+    """A p column cannot break a word: it is at least as wide as its longest word."""
+    df = pd.DataFrame({"text": ["short words " * 20, "flexible_cnn,width=0.0625,residual=False;dropout=0.1"],
+                       "other": ["also many short words here " * 6] * 2})
+    m = page.tables.measure(df, index=False)
+    spec = page.tables.layout(df, index=False)[1]
+    shares = [float(w) * page.tables.LINE_WIDTH for w in re.findall(r"p\{([\d.]+)\\linewidth\}", spec)]
+    assert len(shares) == 2 and shares[0] >= m.word[0] - 1 > 250
+
+
+def test_a_wide_numeric_table_is_shrunk_to_the_line_width():
+    """Nothing to wrap: the table is shrunk to the line (adjustbox); a box cannot break across
+    pages, so a long one is cut into boxes of TABLE_ROWS rows, each with the header."""
     wide = pd.DataFrame(np.arange(30.0).reshape(3, 10) / 7, columns=[f"column {i}" for i in range(10)])
-    latex = bundle(page.table(wide, "Ten columns", label="Table 1"))["text/latex"]
-    assert latex.count(r"\begin{adjustbox}{max width=\linewidth}") == 1
-    assert r"\textbf{Table 1.} Ten columns" in latex and r"\toprule" in latex
+    assert page.tables.layout(wide) == (False, None)
+    data = bundle(page.table(wide, "Ten columns", label="Table 1"))
+    latex = data["text/latex"]
+    assert latex.count(r"\begin{adjustbox}{max width=\linewidth}") == 1 and "longtable" not in latex
+    assert r"\textbf{Table 1.} Ten columns\par\nopagebreak" in latex and r"\toprule" in latex
+    assert latex.index("Ten columns") < latex.index("adjustbox")
     assert "0.143" in latex  # 1/7 at 3 decimals
-    html = bundle(page.table(wide, "Ten columns", label="Table 1"))["text/html"]
-    assert "<b>Table 1.</b> Ten columns" in html and html.count("<th") >= 10
+    assert "<b>Table 1.</b> Ten columns" in data["text/html"] and data["text/html"].count("<th") >= 10
+    long = pd.DataFrame(np.arange(100 * 14.0).reshape(100, 14), columns=[f"column {i}" for i in range(14)])
+    blocks = bundle(page.table(long))["text/latex"].split(r"\begin{adjustbox}")[1:]
+    rows = [len(re.findall(r"^\d+ & ", b, re.M)) for b in blocks]
+    assert rows == [40, 40, 20] and all("column 13" in b for b in blocks)
 
 
 def test_a_multiindex_is_measured_level_by_level():
@@ -110,35 +184,18 @@ def test_a_multiindex_is_measured_level_by_level():
     index = pd.MultiIndex.from_product([["entropy", "on the object"], ["plain wrong", "plain right"]])
     df = pd.DataFrame({"plain": 1.0, "residual": 2.0, "95% interval": "[-17.33, -9.15]", "p": "p < 0.001"},
                       index=index)
-    assert page.column_format(df, index=True) is None
-    long_index = pd.MultiIndex.from_product([["a much longer measurement name " * 2], ["x" * 40]])
-    wrapped = page.column_format(pd.DataFrame({"text": ["y" * 60]}, index=long_index), index=True)
-    assert wrapped.count("p{") == 3
+    assert page.tables.layout(df) == (True, None)
+    assert len(page.tables.measure(df).widest) == 6
+    long_index = pd.MultiIndex.from_product([["a much longer measurement name " * 3], ["the second level " * 3]])
+    fits, spec = page.tables.layout(pd.DataFrame({"text": ["some words " * 12]}, index=long_index))
+    assert fits and spec.count("p{") == 3
 
 
-def test_long_table_breaks_into_blocks_that_each_fit():
-    long = pd.DataFrame({"epoch": range(1, 101), "loss": np.linspace(2, 0.1, 100)})
-    latex = bundle(page.table(long, index=False))["text/latex"]
-    blocks = latex.split(r"\begin{adjustbox}")[1:]
-    assert len(blocks) == 3  # 40 + 40 + 20 rows, each its own box with the header repeated
-    assert all("epoch & loss" in b for b in blocks)
-    rows = [len(re.findall(r"^\d+ & ", b, re.M)) for b in blocks]
-    assert rows == [40, 40, 20]
-
-
-def test_a_table_of_wrapped_sentences_breaks_before_it_outgrows_a_page():
-    """22 rows of sentences (the protocol card with a long data note) are far taller than 22 lines:
-    one box would run off the page's bottom, so the rows go into several blocks."""
-    why = "the report is silent on this setting, so the value is ours and the reason is given here " * 2
-    card = pd.DataFrame({"report": ["not stated"] * 22, "this run": ["a value of some length " * 2] * 22,
-                         "why": [why] * 22}, index=pd.Index([f"setting {i}" for i in range(22)], name="setting"))
-    blocks = page.row_blocks(card)
-    assert len(blocks) > 1 and blocks[0].start == 0 and blocks[-1].stop == 22
-    assert all(a.stop == b.start for a, b in zip(blocks, blocks[1:]))
-    latex = bundle(page.table(card))["text/latex"]
-    assert latex.count(r"\begin{adjustbox}") == len(blocks) and latex.count("setting 21") == 1
-    short = pd.DataFrame({"x": range(3)})
-    assert page.row_blocks(short) == [slice(0, 3)] and page.row_blocks(short.iloc[:0]) == [slice(0, 1)]
+def test_an_upper_header_counts_a_share_in_each_column_it_spans():
+    columns = pd.MultiIndex.from_product([["a rather long group label over both"], ["x", "y"]])
+    m = page.tables.measure(pd.DataFrame([[1, 2]], columns=columns), index=False)
+    label = page.tables.text_width("a rather long group label over both")
+    assert m.widest == [label / 2, label / 2]
 
 
 def test_table_headers_and_cells_are_escaped():
@@ -149,6 +206,12 @@ def test_table_headers_and_cells_are_escaped():
     assert r"added (\%)" in data["text/latex"] and r"a \& b" in data["text/latex"]
     assert r"x\_1" in data["text/latex"] and r"res\#1" in data["text/latex"]
     assert "a &amp; b" in data["text/html"] and "x_1 &lt;y&gt;" in data["text/html"]
+
+
+def test_captions_and_labels_are_escaped_in_the_longtable():
+    latex = bundle(page.table(pd.DataFrame({"a": [1]}), "50% of x_1 & y", label="Table #1"))["text/latex"]
+    assert r"\textbf{Table \#1.} 50\% of x\_1 \& y" in latex and r"Table \#1 (continued)" in latex
+    assert braces_balance(latex)
 
 
 def test_series_and_missing_values():
@@ -249,7 +312,7 @@ def test_plain_dataframe_display_gets_a_fitting_latex_repr():
         page.setup()
         df = pd.DataFrame({f"c{i}": range(100) for i in range(10)})
         data, _ = shell.display_formatter.format(df)
-        assert r"\begin{adjustbox}{max width=\linewidth}" in data["text/latex"]
+        assert len(longtables(data["text/latex"])) == 1 and len(body_rows(data["text/latex"])) == 60
         assert "(first 60 of 100 rows)" in data["text/latex"]
         assert "text/html" in data  # JupyterLab and the HTML report keep pandas' own table
     finally:

@@ -432,6 +432,23 @@ def test_index_links_resolve_and_cards_degrade_gracefully(tmp_path):
     assert "not run for this profile" in text
 
 
+def test_index_cards_use_the_reports_boxes_and_escaping(tmp_path):
+    """A card's data note and verdict are the report's own boxes (helpers.page.box_html), the
+    verdict in the report's colour for it; the card's text is escaped by page's esc."""
+    from helpers import index, page
+
+    full = fake_reports(tmp_path)[0]
+    card = index.card(tmp_path, full)
+    verdict = page.box_html(page.verdict_kind(VERDICT), "", "Verdict: <b>same direction, significant</b>")
+    assert page.verdict_kind(VERDICT) == "good" and verdict in card
+    assert page.box_html("note", "", "CIFAR-10 was not found; synthetic shapes stand in") in card
+    assert index.esc is page.esc
+    odd = runner.Result("05_odd", "ok", 1.0, metrics={"title": "A <b> & c", "verdict": {"verdict": "x < y"}})
+    card = index.card(tmp_path, odd)
+    assert "A &lt;b&gt; &amp; c" in card and "<b>x &lt; y</b>" in card and "A <b>" not in card
+    assert page.box_html("neutral", "", "Verdict: <b>x &lt; y</b>") in card  # unknown wording: neutral
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
