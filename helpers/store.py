@@ -161,11 +161,13 @@ def load_tensors(source, name: str | Path, map_location=None):
     try:
         return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = (str(e).strip().splitlines() or [""])[0]
+        # torch's message advises loading it anyway (weights_only=False); only the object's name is kept
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
         raise UnsafeFile(
-            f"{name}: refused to load: it holds Python objects other than tensors and numbers, which could "
-            f"run code ({first[:160]}). Use run folders only from people you trust; delete it to train the "
-            "run again.") from None
+            f"{name}: refused to load: it holds Python objects other than tensors and numbers{what}, which "
+            "could run code. Use run folders only from people you trust; delete it to train the run "
+            "again.") from None
 
 
 def move_aside(path: Path, why: str, then: str) -> Path:

@@ -190,3 +190,28 @@ def test_history_that_does_not_read_is_damage(tmp_path, data, finished, text):
     (path / "history.csv").write_text(text)
     edit_manifest(path, lambda info: info["files"].update({"history.csv": entry(path / "history.csv")}))
     retrained_after_one_warning(path, data, "history.csv")
+
+
+class Payload:
+    """Unpickling it calls ``call(*args)``: what a shared file could make a loader run."""
+
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __reduce__(self):
+        return (self.call, self.args)
+
+
+@pytest.mark.parametrize("payload", [Payload(print, "the payload ran"), Payload(os.system, "true")],
+                         ids=["builtin", "os-system"])
+def test_unsafe_file_refusal_never_advises_loading_it_anyway(tmp_path, data, finished, payload):
+    path = copy_run(finished, tmp_path / "data")
+    torch.save({**torch.load(path / "final.pt"), "extra": payload}, path / "final.pt")
+    edit_manifest(path, lambda info: info["files"].update({"final.pt": entry(path / "final.pt")}))
+    with pytest.raises(S.UnsafeFile) as err:
+        fit(TINY, data, root=tmp_path / "data", progress=False)
+    message = str(err.value)
+    assert str(path / "final.pt") in message and "\n" not in message, message
+    assert "people you trust" in message and "delete it" in message, message
+    for advice in ("weights_only", "can still be loaded", "trust the source", "allowlist", "\x1b"):
+        assert advice not in message, message
