@@ -215,3 +215,20 @@ def test_unsafe_file_refusal_never_advises_loading_it_anyway(tmp_path, data, fin
     assert "people you trust" in message and "delete it" in message, message
     for advice in ("weights_only", "can still be loaded", "trust the source", "allowlist", "\x1b"):
         assert advice not in message, message
+
+
+@pytest.mark.parametrize("result_path, files", [
+    ("/node/data/runs/untrusted-0123456789ab", {"../../x": b"written outside", "final.pt": b"w"}),
+    ("/node/data/runs/untrusted-0123456789ab", {"ABSOLUTE": b"written outside"}),
+    ("/node/data/runs/..", {"final.pt": b"w"}),
+], ids=["dot-dot-file", "absolute-file", "dot-dot-folder"])
+def test_ray_result_with_a_name_outside_the_store_is_refused_before_writing(tmp_path, result_path, files):
+    from helpers import parallel
+
+    root = tmp_path / "data"
+    (root / "runs").mkdir(parents=True)
+    files = {str(tmp_path / "x") if name == "ABSOLUTE" else name: body for name, body in files.items()}
+    with pytest.raises(ValueError, match="refused") as err:
+        parallel.receive({"label": "untrusted seed 0", "path": result_path, "files": files}, root)
+    assert "\n" not in str(err.value)
+    assert sorted(tree_of(tmp_path)) == ["data", "data/runs"]  # nothing written, inside the store or out
