@@ -232,3 +232,173 @@ def test_ray_result_with_a_name_outside_the_store_is_refused_before_writing(tmp_
         parallel.receive({"label": "untrusted seed 0", "path": result_path, "files": files}, root)
     assert "\n" not in str(err.value)
     assert sorted(tree_of(tmp_path)) == ["data", "data/runs"]  # nothing written, inside the store or out
+
+
+# --- folder datasets ----------------------------------------------------------------------------
+
+def write_tree(root: Path, classes=("cat", "dog")) -> None:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in classes:
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.png")
+
+
+def tar_of(tree: Path, archive: Path, extra=()) -> Path:
+    """A tar (gzip when the name ends .gz) of ``tree`` plus ``extra`` (TarInfo, file object) members."""
+    with tarfile.open(archive, "w:gz" if archive.name.endswith(".gz") else "w", format=tarfile.PAX_FORMAT,
+                      **({"compresslevel": 1} if archive.name.endswith(".gz") else {})) as tar:
+        for split in ("train", "test"):
+            tar.add(tree / split, arcname=split)
+        for info, body in extra:
+            tar.addfile(info, body)
+    return archive
+
+
+def sparse_member(name: str, size: int) -> tuple:
+    """A member declaring ``size`` bytes of which none are stored: a sparse file of one hole."""
+    info = tarfile.TarInfo(name)
+    info.pax_headers = {"GNU.sparse.map": "0,0", "GNU.sparse.size": str(size), "GNU.sparse.numblocks": "1"}
+    return info, io.BytesIO(b"")
+
+
+class Zeros(io.RawIOBase):
+    def __init__(self, n: int):
+        self.n = n
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        k = min(len(b), self.n)
+        b[:k] = bytes(k)
+        self.n -= k
+        return k
+
+
+def zeros_member(name: str, size: int) -> tuple:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info, io.BufferedReader(Zeros(size))
+
+
+def load_in_child(source: str, tmp_path: Path, timeout: float = 120, memory: int = 768 << 20) -> str:
+    """Load a folder dataset in a child process; its last line: "LOADED n", or "RAISED <error> <message>"."""
+    return child(f"""
+        ds = helpers.data.load_dataset({source!r}, root={str(tmp_path / 'data')!r}, cache=False)
+        print('LOADED', len(ds.train_labels))
+    """, timeout, memory)
+
+
+@linux_only
+def test_tar_member_declaring_gigabytes_is_refused_from_its_header(tmp_path):
+    write_tree(tmp_path / "tree")
+    archive = tar_of(tmp_path / "tree", tmp_path / "sparse.tar", [sparse_member("train/cat/big.png", 8 << 30)])
+    assert archive.stat().st_size < 64 << 10  # a small file that declares 8 GiB
+    last = load_in_child(f"folder:{archive}", tmp_path)
+    assert last.startswith("RAISED ValueError") and "train/cat/big.png" in last and "MEMBER_LIMIT" in last, last
+
+
+@linux_only
+def test_gzip_bomb_is_refused_without_being_read(tmp_path):
+    write_tree(tmp_path / "tree")
+    archive = tar_of(tmp_path / "tree", tmp_path / "bomb.tar.gz", [zeros_member("train/cat/bomb.png", 512 << 20)])
+    assert archive.stat().st_size < 4 << 20  # 512 MiB once decompressed
+    last = load_in_child(f"folder:{archive}", tmp_path)
+    assert last.startswith("RAISED ValueError") and "train/cat/bomb.png" in last and "MEMBER_LIMIT" in last, last
+
+
+def test_decompressed_bytes_are_counted_while_reading(tmp_path, monkeypatch):
+    """A member no image check looks at (a README next to train/) still counts: the stream stops at the cap."""
+    from helpers.data import folder
+
+    write_tree(tmp_path / "tree")
+    archive = tar_of(tmp_path / "tree", tmp_path / "padded.tar.gz", [zeros_member("README", 48 << 20)])
+    monkeypatch.setattr(folder, "TOTAL_LIMIT", 16 << 20, raising=False)
+    with pytest.raises(ValueError, match="TOTAL_LIMIT") as err:
+        load_dataset(f"folder:{archive}", root=tmp_path / "data", cache=False)
+    assert str(archive) in str(err.value) and "\n" not in str(err.value)
+
+
+@linux_only
+@pytest.mark.parametrize("member, outcome", [("train/cat/notes.txt", "RAISED ValueError"), ("README", "LOADED 4")])
+def test_members_are_not_read_before_the_layout_check(tmp_path, member, outcome):
+    """A non-image member declaring 8 GiB: in a class folder the layout refuses it by name; next to
+    train/ and test/ it is never read."""
+    write_tree(tmp_path / "tree")
+    archive = tar_of(tmp_path / "tree", tmp_path / "notes.tar", [sparse_member(member, 8 << 30)])
+    last = load_in_child(f"folder:{archive}", tmp_path)
+    assert last.startswith(outcome), last
+    if member.endswith(".txt"):
+        assert member in last and "not an image file" in last, last
+
+
+@linux_only
+@pytest.mark.parametrize("kind", ["fifo", "link-to-dev-zero"])
+def test_tree_file_that_is_not_a_regular_file_is_refused(tmp_path, kind):
+    write_tree(tmp_path / "tree")
+    bad = tmp_path / "tree" / "train" / "cat" / "2.png"
+    if kind == "fifo":
+        os.mkfifo(bad)
+    else:
+        bad.symlink_to("/dev/zero")
+    last = load_in_child(f"folder:{tmp_path / 'tree'}", tmp_path, timeout=60)
+    what = "a FIFO" if kind == "fifo" else "a symbolic link"
+    assert last.startswith("RAISED ValueError") and "train/cat/2.png" in last and what in last, last
+
+
+def test_linked_class_folder_is_called_a_link(tmp_path):
+    write_tree(tmp_path / "tree")
+    shutil.move(tmp_path / "tree" / "train" / "dog", tmp_path / "dog")
+    (tmp_path / "tree" / "train" / "dog").symlink_to(tmp_path / "dog", target_is_directory=True)
+    with pytest.raises(ValueError) as err:
+        load_dataset(f"folder:{tmp_path / 'tree'}", root=tmp_path / "data", cache=False)
+    message = str(err.value)
+    assert "train/dog" in message and "symbolic link" in message and "refused" in message, message
+
+
+def test_decompression_bomb_image_is_named(tmp_path, monkeypatch):
+    write_tree(tmp_path / "tree")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 32x32 = 1024 pixels: over twice the limit
+    with pytest.raises(ValueError) as err:
+        load_dataset(f"folder:{tmp_path / 'tree'}", root=tmp_path / "data", cache=False)
+    message = str(err.value)
+    assert "train/cat/0.png" in message and "MAX_IMAGE_PIXELS" in message and "\n" not in message, message
+
+
+def test_unreadable_image_is_named_without_a_buffer(tmp_path):
+    write_tree(tmp_path / "tree")
+    (tmp_path / "tree" / "train" / "cat" / "broken.png").write_bytes(b"not a png at all")
+    with pytest.raises(ValueError) as err:
+        load_dataset(f"folder:{tmp_path / 'tree'}", root=tmp_path / "data", cache=False)
+    message = str(err.value)
+    assert "train/cat/broken.png" in message and "BytesIO" not in message and "<" not in message, message
+
+
+@pytest.mark.parametrize("where", ["tar", "tree"])
+def test_names_that_are_not_utf8_are_refused(tmp_path, where):
+    write_tree(tmp_path / "tree")
+    png = (tmp_path / "tree" / "train" / "cat" / "0.png").read_bytes()
+    if where == "tree":
+        try:
+            fd = os.open(os.path.join(os.fsencode(tmp_path / "tree" / "train" / "cat"), b"\xff.png"),
+                         os.O_WRONLY | os.O_CREAT)
+        except (OSError, UnicodeError):
+            pytest.skip("this file system does not take names that are not UTF-8")
+        os.write(fd, png)
+        os.close(fd)
+        source = f"folder:{tmp_path / 'tree'}"
+    else:
+        info = tarfile.TarInfo(b"train/cat/\xff.png".decode("utf-8", "surrogateescape"))
+        info.size = len(png)
+        archive = tmp_path / "names.tar"
+        with tarfile.open(archive, "w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape") as tar:
+            for split in ("train", "test"):
+                tar.add(tmp_path / "tree" / split, arcname=split)
+            tar.addfile(info, io.BytesIO(png))
+        source = f"folder:{archive}"
+    with pytest.raises(ValueError) as err:
+        load_dataset(source, root=tmp_path / "data", cache=False)
+    message = str(err.value)
+    assert "not UTF-8" in message and r"\xff.png" in message and "\n" not in message, message
