@@ -402,3 +402,12 @@ def test_names_that_are_not_utf8_are_refused(tmp_path, where):
         load_dataset(source, root=tmp_path / "data", cache=False)
     message = str(err.value)
     assert "not UTF-8" in message and r"\xff.png" in message and "\n" not in message, message
+
+
+def test_helpers_data_naming_a_file_is_one_clear_line(tmp_path):
+    afile = tmp_path / "data.txt"
+    afile.write_text("a file, not a folder")
+    done = subprocess.run([sys.executable, "-c", "import helpers"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HELPERS_DATA": str(afile), "PYTHONPATH": str(PACKAGE_ROOT)})
+    last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+    assert done.returncode != 0 and "HELPERS_DATA" in last and str(afile) in last and "names a file" in last, last
