@@ -411,3 +411,23 @@ def test_helpers_data_naming_a_file_is_one_clear_line(tmp_path):
                           env={**os.environ, "HELPERS_DATA": str(afile), "PYTHONPATH": str(PACKAGE_ROOT)})
     last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
     assert done.returncode != 0 and "HELPERS_DATA" in last and str(afile) in last and "names a file" in last, last
+
+
+# --- the runner's result files ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("record", [
+    {"notebook": "01_x", "status": 5},
+    {"notebook": "01_x", "status": "ok", "seconds": "12", "finished": "2026-01-01T10:00:00"},
+    {"notebook": "01_x", "status": "ok", "metrics": ["not", "a", "dict"]},
+    {"notebook": "../../elsewhere", "status": "ok"},
+], ids=["status-int", "seconds-str", "metrics-list", "notebook-elsewhere"])
+def test_stale_result_json_of_the_wrong_types_is_skipped_with_one_line(tmp_path, capsys, record):
+    profile_dir = tmp_path / "reports" / "smoke"
+    (profile_dir / "01_x").mkdir(parents=True)
+    (profile_dir / "01_x" / "result.json").write_text(json.dumps(record))
+    runs = runner.load_runs(profile_dir, ["01_x"])
+    assert [(r.notebook, r.status) for r in runs] == [("01_x", "skipped")]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(lines) == 1 and "01_x/result.json" in lines[0], lines
+    assert write_index(profile_dir, runs).is_file()  # the index is still written
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["index.html", "result.json"]
