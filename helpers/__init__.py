@@ -41,3 +41,7 @@ __version__ = "0.1.0"
 # Downloads, caches and trained runs live in the project's data/ folder whatever the working
 # directory (papermill runs notebooks inside notebooks/); HELPERS_DATA moves it elsewhere.
 DATA_DIR = Path(os.environ.get("HELPERS_DATA", Path(__file__).resolve().parents[1] / "data"))
+if DATA_DIR.exists() and not DATA_DIR.is_dir():  # else the first write fails with a bare "Not a directory"
+    raise NotADirectoryError(f"HELPERS_DATA={str(DATA_DIR)!r} names a file, not a folder: set it to a folder "
+                             "(created when first needed) or unset it to use the project's data/"
+                             if "HELPERS_DATA" in os.environ else f"{DATA_DIR} is a file, not the data folder: move it")

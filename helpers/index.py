@@ -73,7 +73,8 @@ def figure_for(folder: Path, metrics: dict) -> Path | None:
     """The study's key figure: metrics' key_figure, else its first figure, else any PNG in figures/."""
     names = [metrics.get("key_figure"), *listed_figures(folder)]
     names += sorted(f"figures/{p.name}" for p in (folder / "figures").glob("*.png"))
-    return next((folder / n for n in names if isinstance(n, str) and (folder / n).is_file()), None)
+    inside = [n for n in names if isinstance(n, str) and not Path(n).is_absolute() and ".." not in Path(n).parts]
+    return next((folder / n for n in inside if (folder / n).is_file()), None)
 
 
 def thumbnail(folder: Path, metrics: dict) -> str | None:
@@ -95,7 +96,8 @@ def thumbnail(folder: Path, metrics: dict) -> str | None:
 
 def headline_html(metrics: dict) -> str:
     """The headline table: each number of this run beside the report's; "—" without a headline."""
-    rows = headline_rows(metrics.get("headline") if isinstance(metrics.get("headline"), list) else None)
+    headline = metrics.get("headline") if isinstance(metrics.get("headline"), list) else []
+    rows = headline_rows([h for h in headline if isinstance(h, dict)])  # a stale result.json may hold anything
     if not rows:
         return '<p class="meta">Headline: —</p>'
     body = "".join(f"<tr><td>{esc(n)}</td><td><b>{esc(v)}</b></td><td>{esc(r)}</td></tr>" for n, v, r in rows)
@@ -125,7 +127,7 @@ def card(profile_dir: Path, run) -> str:
     parts = [f'<div class="thumb">{picture}</div><div class="body">',
              f'<h2><span>{esc(stem)}{" · " + esc(m["title"]) if m.get("title") else ""}</span>'
              f'<span class="pill {state}">{esc(run.status)}</span></h2>',
-             f'<div class="meta">{esc(" · ".join(f for f in facts if f) or "not run for this profile")}</div>']
+             f'<div class="meta">{esc(" · ".join(str(f) for f in facts if f) or "not run for this profile")}</div>']
     if m.get("dataset_note"):
         parts.append(box("note", esc(m["dataset_note"])))
     if state == "ok" or m:

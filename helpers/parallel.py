@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -226,14 +227,28 @@ def _ray_task(job: Job, threads: int, ship: bool) -> dict:
 
 def receive(result: dict, root: Path) -> None:
     """Put a run shipped back by a Ray task into the local run cache (unless it is there already):
-    files into a temporary folder, checked against the run's manifest, then renamed into place."""
-    folder = root / "runs" / Path(result["path"]).name
+    files into a temporary folder, checked against the run's manifest, then renamed into place.
+    A folder or file name that is not a plain name (``../x``, ``/etc/x``) is refused before anything is written."""
+    files, name = result.pop("files"), Path(str(result.get("path", ""))).name
+    if not isinstance(files, dict):
+        files = {repr(files)[:40]: None}
+    bad = [n for n, body in files.items() if not store.plain_name(n) or not isinstance(body, bytes)]
+    if bad or not store.plain_name(name):
+        what = f"file names {bad[:3]!r}" if bad else f"a run folder named {name!r}"
+        raise store.UnsafePath(f"the Ray task of {result.get('label')} returned {what}: refused (only plain file "
+                               "names inside the run folder); nothing was written. Train the run on a node you trust")
+    folder = root / "runs" / name
+    store.check_run_folder(folder)
     if folder.is_dir() and store.verify_run(folder) is not None:
         return
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.incoming")
-    tmp.mkdir(parents=True, exist_ok=True)
-    for name, body in result.pop("files").items():
-        store.write_atomic(tmp / name, lambda f, body=body: f.write(body))
+    tmp = folder.with_name(f".{name}.{os.getpid()}.incoming")
+    if tmp.is_symlink():
+        tmp.unlink()  # never written through
+    elif tmp.exists():
+        shutil.rmtree(tmp)  # left by a receive of this process id that died
+    tmp.mkdir(parents=True)
+    for file_name, body in files.items():
+        store.write_atomic(tmp / file_name, lambda f, body=body: f.write(body))
     store.verify_run(tmp)  # a damaged transfer raises DamagedRun here, before anything is replaced
     tmp.rename(folder)
 

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -240,16 +241,48 @@ def run_one(source: Path, profile: str, dataset: str | None, params: dict, out: 
 
 # --- index ------------------------------------------------------------------------
 
+# The JSON types of Result's fields, by their annotation: a result.json that has others is skipped.
+RESULT_TYPES = {"str": (str,), "float": (int, float), "str | None": (str, type(None)), "dict": (dict,)}
+NAME_FIELDS = ("html", "pdf", "code_html")  # file names inside the notebook's folder
+
+
+def result_problem(data, stem: str) -> str | None:
+    """What is wrong with a parsed result.json of notebook ``stem``, or None."""
+    if not isinstance(data, dict):
+        return f"not a JSON object but {type(data).__name__}"
+    known = {f.name: f.type for f in fields(Result)}
+    for key, value in data.items():
+        types = RESULT_TYPES.get(known.get(key), ())
+        if isinstance(value, bool) or not isinstance(value, types) or (
+                isinstance(value, float) and not math.isfinite(value)):
+            return f"{key!r} is {value!r:.40}" + (f", not {known[key]}" if key in known else ", an unknown field")
+    if data.get("notebook") != stem or not isinstance(data.get("status"), str):
+        return f"its notebook is not {stem!r}, or it has no status"
+    if any(isinstance(data.get(k), str) and ("/" in data[k] or "\\" in data[k] or data[k] in (".", ".."))
+           for k in NAME_FIELDS):
+        return "a file it names is not a plain file name in its folder"
+    return None
+
+
 def load_runs(profile_dir: Path, stems: list[str]) -> list[Result]:
     """Return the recorded run of every notebook known here (this run or earlier ones);
-    notebooks with no record count as skipped."""
+    notebooks with no record count as skipped, and so does a record that does not read as a Result
+    (one line says which and why)."""
     recorded = {p.parent.name: p for p in profile_dir.glob("*/result.json")}
     runs = []
     for stem in sorted(set(stems) | set(recorded)):
-        try:
-            runs.append(Result(**json.loads(recorded[stem].read_text())))
-        except (KeyError, OSError, ValueError, TypeError):
+        if stem not in recorded:
             runs.append(Result(stem, "skipped"))
+            continue
+        try:
+            data = json.loads(recorded[stem].read_text())
+            problem = result_problem(data, stem)
+        except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+            problem = f"{type(err).__name__}: {' '.join(str(err).split())[:120]}"
+        if problem:
+            print(f"Skipping {recorded[stem]} on the index: {problem}; its notebook's next run writes it again",
+                  flush=True)
+        runs.append(Result(stem, "skipped") if problem else Result(**data))
     return runs
 
 

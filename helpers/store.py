@@ -9,6 +9,9 @@ the decoded folder-dataset cache (``helpers.data.folder``). Both go through one 
 - :func:`load_tensors` -- ``torch.load(..., weights_only=True)``: a stored file may hold tensors,
   numbers, strings and containers of them, never code. Students share run folders; one from
   someone else must not be able to run anything on load (:class:`UnsafeFile`).
+- :func:`plain_name`, :func:`open_regular` -- a shared folder names only plain files inside itself,
+  and only regular files are read (no links; a FIFO or a device would block or never end): anything
+  else is refused (:class:`UnsafePath`) or, in a run folder, damage.
 
 A run folder ``data/runs/<name>-<hash>/`` (the manifest ``run.json`` is written last, so a folder
 without it is unfinished)::
@@ -30,14 +33,18 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
 import pickle
+import re
+import stat
 import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
 import torch
 from filelock import FileLock, Timeout
 
@@ -47,8 +54,9 @@ from filelock import FileLock, Timeout
 def write_atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
     """Write through a temporary file, fsync and rename, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)  # a leftover, or a link someone left there: "x" never follows a link
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "xb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -77,11 +85,68 @@ def save_text(text: str, path: Path) -> None:
 
 
 def sha256(path: Path) -> str:
+    """The file's sha256; only a regular file is read (:func:`open_regular`)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# --- files someone else wrote ----------------------------------------------------------------------
+
+# No link is followed, and a FIFO or a device never blocks the open: fstat says what was opened.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
+
+class UnsafePath(ValueError):
+    """A name that leaves its folder, a link, a FIFO or a device where a plain file belongs: refused."""
+
+
+def plain_name(name) -> bool:
+    """Whether ``name`` is a plain file name: a non-empty UTF-8 string with no folder in it (no '/',
+    no '\\', not '.' or '..', no NUL), so that ``folder / name`` stays inside ``folder``."""
+    if not isinstance(name, str) or name in ("", ".", "..") or len(name) > 255 or any(c in name for c in "/\\\0"):
+        return False
+    try:
+        name.encode("utf-8")  # a surrogate-escaped byte that is not UTF-8
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def kind(mode: int) -> str:
+    """What a stat mode is, in words, for a refusal."""
+    return ("a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode)
+            else "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a regular file" if stat.S_ISREG(mode) else "not a file")
+
+
+def open_regular(path: Path) -> io.BufferedReader:
+    """Open ``path`` for reading only if it is a regular file; UnsafePath if it is a link, a folder, a FIFO
+    or a device (opened with O_NOFOLLOW | O_NONBLOCK and checked with fstat, so nothing blocks)."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UnsafePath(f"{path}: a symbolic link; refused (links are not followed)") from None
+        if e.errno == errno.EISDIR:
+            raise UnsafePath(f"{path}: a folder, not a file; refused") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise UnsafePath(f"{path}: {kind(mode)}, not a regular file; refused")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """At most ``limit`` + 1 bytes of a regular file (more than ``limit``: the caller refuses it)."""
+    with open_regular(path) as f:
+        return f.read(limit + 1)
 
 
 class UnsafeFile(ValueError):
@@ -96,11 +161,13 @@ def load_tensors(source, name: str | Path, map_location=None):
     try:
         return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = (str(e).strip().splitlines() or [""])[0]
+        # torch's message advises loading it anyway (weights_only=False); only the object's name is kept
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
         raise UnsafeFile(
-            f"{name}: refused to load: it holds Python objects other than tensors and numbers, which could "
-            f"run code ({first[:160]}). Use run folders only from people you trust; delete it to train the "
-            "run again.") from None
+            f"{name}: refused to load: it holds Python objects other than tensors and numbers{what}, which "
+            "could run code. Use run folders only from people you trust; delete it to train the run "
+            "again.") from None
 
 
 def move_aside(path: Path, why: str, then: str) -> Path:
@@ -171,23 +238,112 @@ class DamagedRun(ValueError):
     """A run folder's file is truncated, changed, or no longer loads: move it aside and retrain."""
 
 
-def verify_run(path: Path) -> dict | None:
-    """The manifest of a complete, intact run folder; None if unfinished; DamagedRun if damaged."""
-    manifest = path / "run.json"
-    if not manifest.exists():
-        return None
+MANIFEST_LIMIT = 1 << 20  # bytes: a run.json is a few KB
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_NUMBER = (int, float)
+# The manifest's fields that train.py and the notebooks read, and their types: anything else is damage.
+MANIFEST_FIELDS = {"files": dict, "config": dict, "environment": dict, "best_epoch": int, "best_acc": _NUMBER,
+                   "train_seconds": _NUMBER}
+OPTIONAL_FIELDS = {"engine": int, "best_split": str, "data": str, "data_fingerprint": str, "finished": str}
+
+
+def check_run_folder(path: Path) -> None:
+    """Refuse a run folder (or its lock file) that is a symbolic link: nothing is read, written or
+    deleted through it."""
+    for p in (path, path.parent / f".{path.name}.lock"):
+        if p.is_symlink():
+            raise UnsafePath(f"{p} is a symbolic link (to {os.readlink(p)}); refused: nothing is read or written "
+                             "through it. Delete the link to train the run in a folder of its own")
+
+
+def manifest_problem(info) -> str | None:
+    """What is wrong with a parsed manifest's fields and types, or None."""
+    if not isinstance(info, dict):
+        return f"not a JSON object but {type(info).__name__}"
+    for key, types in (MANIFEST_FIELDS | OPTIONAL_FIELDS).items():
+        if key not in info:
+            if key in MANIFEST_FIELDS:
+                return f"no {key!r}"
+            continue
+        value = info[key]
+        if isinstance(value, bool) or not isinstance(value, types) or (
+                isinstance(value, float) and not math.isfinite(value)):
+            return f"{key!r} is {value!r:.40}, not {getattr(types, '__name__', 'a number')}"
+    missing = [name for name in RUN_FILES if name not in info["files"]]
+    if missing:  # every run file must be listed, or a damaged one could go unchecked
+        return f"does not list {', '.join(missing)}"
+    for name, entry in info["files"].items():
+        if not plain_name(name):
+            return f"lists {name!r}, which is not a plain file name in the run folder"
+        if not isinstance(entry, dict) or not _is_size(entry.get("size")) or not _is_sha256(entry.get("sha256")):
+            return f"the entry of {name!r} is not {{size: bytes, sha256: 64 hex digits}}"
+    return None
+
+
+def _is_size(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_sha256(value) -> bool:
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
+
+
+def read_manifest(manifest: Path) -> dict:
+    """A run.json, parsed and checked (:func:`manifest_problem`); DamagedRun otherwise."""
     try:
-        info = json.loads(manifest.read_text())
-        # every run file must be listed with both numbers, or a damaged file could go unchecked; optional
-        # files (the gradient / update records) are checked when the manifest lists them
-        expected = {name: (info["files"][name]["size"], info["files"][name]["sha256"]) for name in RUN_FILES}
-        expected |= {name: (e["size"], e["sha256"]) for name, e in info["files"].items() if name not in expected}
-    except (ValueError, KeyError, TypeError, AttributeError) as e:  # not JSON, not a dict, an entry missing
-        raise DamagedRun(f"{manifest}: damaged manifest ({type(e).__name__}: {e})") from None
-    for name, (size, digest) in expected.items():
-        f = path / name
-        if not f.exists() or f.stat().st_size != size or sha256(f) != digest:
-            raise DamagedRun(f"{f}: missing, truncated or changed since the run was saved")
+        raw = read_regular(manifest, MANIFEST_LIMIT)
+        if len(raw) > MANIFEST_LIMIT:
+            raise ValueError(f"larger than {MANIFEST_LIMIT >> 10} KiB")
+        info = json.loads(raw)
+    except (ValueError, OSError) as e:  # not JSON, not UTF-8, a link, a FIFO, unreadable
+        raise DamagedRun(f"{manifest}: damaged manifest ({one_line(e, 160)})") from None
+    problem = manifest_problem(info)
+    if problem:
+        raise DamagedRun(f"{manifest}: damaged manifest ({problem})")
+    return info
+
+
+def check_run_file(f: Path, size: int, digest: str) -> None:
+    """A listed file must be a regular file (lstat: no link, FIFO, device or folder) of the listed size and sha256."""
+    changed = f"{f}: missing, truncated or changed since the run was saved"
+    try:
+        st = os.lstat(f)
+        if not stat.S_ISREG(st.st_mode):
+            raise DamagedRun(f"{f}: {kind(st.st_mode)}, not a regular file")
+        if st.st_size != size or sha256(f) != digest:
+            raise DamagedRun(changed)
+    except FileNotFoundError:
+        raise DamagedRun(changed) from None
+    except (OSError, UnsafePath) as e:  # unreadable, or replaced by a link since the lstat
+        raise DamagedRun(f"{f}: unreadable ({one_line(e, 120)})") from None
+
+
+def check_history(f: Path) -> None:
+    """history.csv must read as a table of numbers with one row per epoch (notebooks plot it)."""
+    try:
+        history = pd.read_csv(f)
+        if history.empty or not {"epoch", "lr"} <= set(history.columns):
+            raise ValueError("no rows, or no epoch and lr columns")
+        if not all(pd.api.types.is_numeric_dtype(t) for t in history.dtypes):
+            raise ValueError("a column that is not numbers")
+    except (ValueError, OSError, pd.errors.ParserError) as e:  # EmptyDataError is a ValueError
+        raise DamagedRun(f"{f}: unreadable history ({one_line(e, 120)})") from None
+
+
+def verify_run(path: Path) -> dict | None:
+    """The manifest of a complete, intact run folder; None if unfinished; DamagedRun if damaged.
+
+    Damaged includes a manifest whose fields have the wrong types or that lists anything but plain
+    regular files inside the folder. UnsafePath if the folder itself is a link (refused, not damaged).
+    """
+    check_run_folder(path)
+    manifest = path / "run.json"
+    if not os.path.lexists(manifest):
+        return None
+    info = read_manifest(manifest)
+    for name, entry in info["files"].items():
+        check_run_file(path / name, entry["size"], entry["sha256"])
+    check_history(path / "history.csv")
     return info
 
 
@@ -201,6 +357,7 @@ def write_manifest(path: Path, info: dict, files: list[str]) -> dict:
 @contextmanager
 def locked(path: Path):
     """Hold an exclusive lock on a run folder: a second process training the same run waits."""
+    check_run_folder(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         lock = FileLock(path.parent / f".{path.name}.lock")
