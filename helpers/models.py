@@ -30,6 +30,43 @@ def scale(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
+class SubsampledConv1x1(nn.Conv2d):
+    """A strided 1x1 convolution (no padding) computed as a stride-1 one of every ``stride``-th pixel.
+
+    The same module as ``nn.Conv2d(c_in, c_out, 1, stride)``: the same parameter, state_dict key and
+    initialisation, the same output and gradients (bit for bit in our CPU checks). It exists because oneDNN's
+    CPU 1x1 convolution writes past its workspace in the backward-weights pass when the input is NHWC
+    (every CPU run: ``device.channels_last``), the stride is not 1 and the input has fewer channels
+    than the kernel's SIMD block, 8 with AVX2 and 16 with AVX-512 (uxlfoundation/oneDNN#6035, open;
+    torch 2.14.1 bundles oneDNN 3.12). With 2 threads the overrun lands on the kernel's thread barrier
+    and training spins forever in ``jit_avx2_1x1_convolution_bwd_weights``; with one thread it is a
+    segfault, ``free(): invalid next size`` or wrong weight gradients. A stride-1 1x1 convolution
+    does not take that path. (NCHW would avoid it too, but converting only the shortcut's input to
+    NCHW in an NHWC model still reached the NHWC kernel: a 1x1 weight is both layouts at once.)
+    tests/test_onednn_1x1.py trains on oneDNN's AVX2 kernels to catch it. See :func:`conv1x1`.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__(c_in, c_out, 1, stride, bias=False)
+
+    def forward(self, x):
+        sh, sw = self.stride
+        return nn.functional.conv2d(x[:, :, ::sh, ::sw], self.weight, self.bias)
+
+
+# Channels from which oneDNN's strided 1x1 convolution is safe on every x86 ISA (AVX-512's block).
+SAFE_1X1_CHANNELS = 16
+
+
+def conv1x1(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    """The 1x1 convolution (no bias) of a projection shortcut: a :class:`SubsampledConv1x1` where
+    oneDNN's own would overrun (a stride and fewer than 16 input channels: narrow models, e.g. the
+    smoke profile's), else ``nn.Conv2d``, so full-width models and their layer tables are unchanged."""
+    if stride != 1 and c_in < SAFE_1X1_CHANNELS:
+        return SubsampledConv1x1(c_in, c_out, stride)
+    return nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+
+
 def conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     """3x3 convolution (no bias: BatchNorm's shift replaces it) followed by BatchNorm."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out))
@@ -51,7 +88,7 @@ class FlexibleBlock(nn.Module):
         self.shortcut = None
         if residual and (stride != 1 or c_in != c_out):
             self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+                conv1x1(c_in, c_out, stride), nn.BatchNorm2d(c_out)
             )
 
     def forward(self, x):
@@ -114,7 +151,7 @@ class CifarResNet(nn.Module):
                 s = stride if j == 0 else 1
                 down = None
                 if s != 1 or c_in != c_out:
-                    down = nn.Sequential(nn.Conv2d(c_in, c_out, 1, s, bias=False), nn.BatchNorm2d(c_out))
+                    down = nn.Sequential(conv1x1(c_in, c_out, s), nn.BatchNorm2d(c_out))
                 layer.append(BasicBlock(c_in, c_out, s, down))
                 c_in = c_out
             self.add_module(f"layer{i}", nn.Sequential(*layer))
