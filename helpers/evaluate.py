@@ -154,7 +154,7 @@ def predict(net: Net, images, labels=None, *, batch_size: int = 500, views: Sequ
 
 
 def per_class_accuracy(pred, labels, num_classes: int) -> np.ndarray:
-    """Accuracy within each true class (recall), float64 of length ``num_classes`` (01, 02, 03).
+    """Accuracy within each true class (recall), float64 of length ``num_classes`` (02, 03, 05).
 
     A class with no samples gets NaN.
     """
@@ -178,7 +178,7 @@ def confusion(pred, labels, num_classes: int) -> np.ndarray:
 
 
 def confusion_difference(cm_a, cm_b) -> np.ndarray:
-    """``cm_b - cm_a`` as signed int64 (02, 03): positive cells are confusions B makes more often.
+    """``cm_b - cm_a`` as signed int64 (05): positive cells are confusions B makes more often.
 
     On the diagonal, positive means B gets that class right more often.
     """
@@ -309,7 +309,7 @@ def _pair(a: Predictions, b: Predictions) -> np.ndarray:
 
 
 def rescued(a: Predictions, b: Predictions) -> np.ndarray:
-    """Indices that B gets right and A gets wrong, B's most confident first (01, 02).
+    """Indices that B gets right and A gets wrong, B's most confident first (02, 05).
 
     Ties keep index order. Both must be predictions on the same labelled images.
     """
@@ -318,7 +318,7 @@ def rescued(a: Predictions, b: Predictions) -> np.ndarray:
 
 
 def broken(a: Predictions, b: Predictions) -> np.ndarray:
-    """The reverse of :func:`rescued`: indices A gets right and B gets wrong (01, 02).
+    """The reverse of :func:`rescued`: indices A gets right and B gets wrong (02, 05).
 
     Also sorted by B's confidence, descending (ties by index): B's most confident new mistakes
     first. (The same set as ``rescued(b, a)``, which would order by A's confidence instead.)

@@ -10,7 +10,7 @@
   t-interval; per-seed differences and the paired t-test
 - :func:`verdict` -- the report's difference against this run's, as one of :data:`VERDICTS`
 - :func:`compare_runs` -> :class:`Evidence` -- a study's headline comparison, test picked by the
-  number of seeds; :func:`describe` says it in one paragraph, :func:`seed_figure` draws it
+  number of seeds; :func:`describe` says it in one paragraph (``helpers.plots.seed_figure`` draws it)
 - :func:`epoch_variation` -- epoch-to-epoch change of a history column (05's "smoother curves")
 
 Differences are always **B - A**: the second model (or setting) minus the first, as in the reports
@@ -24,7 +24,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -32,7 +31,7 @@ from scipy import stats
 __all__ = ["VERDICTS", "Evidence", "Paired", "PairedProportions", "PairedValues", "SeedComparison", "SeedSummary",
            "accuracy_interval", "compare_runs", "describe", "epoch_variation", "format_count_interval", "format_diff",
            "format_interval", "format_p", "over_seeds", "paired_over_seeds", "paired_proportions", "paired_values",
-           "percentile_interval", "scale_text", "unpaired_means", "seed_figure", "verdict"]
+           "percentile_interval", "scale_text", "unpaired_means", "verdict"]
 
 VERDICTS = ("same direction, significant", "same direction, not significant at this scale",
             "no detectable difference", "opposite direction, significant")
@@ -450,49 +449,7 @@ def describe(ev: Evidence) -> str:
     return f"{text} {ev.note}".strip()
 
 
-# --- figure and per-epoch variation -------------------------------------------------------------------
-
-def _points_and_mean(ax, x: float, values, mean: float, ci, color, label: str | None = None) -> None:
-    """Per-seed values as points left of ``x``, the mean with its interval right of it."""
-    values = np.asarray(values, dtype=float)
-    ax.scatter(np.full(len(values), x - 0.1), values, s=22, color=color, alpha=0.75, zorder=3)
-    if not any(math.isnan(c) for c in ci):  # one seed: the point is all there is
-        ax.errorbar([x + 0.1], [mean], yerr=[[mean - ci[0]], [ci[1] - mean]], fmt="D", color=color, capsize=4,
-                    ms=6, zorder=4, label=label)
-
-
-def seed_figure(ev: Evidence) -> plt.Figure:
-    """Per-seed values of each model as points with their mean and t-interval (left), and the per-seed
-    differences B - A with this run's interval and the report's difference (right) (01-05).
-    With one seed there is no interval over seeds; the right panel then shows the test-set interval."""
-    a, b, d = (np.asarray(ev.per_seed[k], dtype=float) for k in ("a", "b", "diff"))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8.5, 3.4), gridspec_kw={"width_ratios": [1.6, 1]})
-    for x, vals, color in ((0, a, colors[0]), (1, b, colors[1])):
-        s = over_seeds(vals, ev.level)
-        _points_and_mean(left, x, vals, s.mean, s.ci, color)
-    left.plot(np.array([[-0.1] * len(a), [0.9] * len(a)]), np.vstack([a, b]), color="0.6", lw=0.8, zorder=2)
-    left.set_xticks([0, 1], list(ev.names))
-    left.set_xlim(-0.5, 1.5)
-    left.set_ylabel("value per seed (%)")
-    k = len(ev.seeds)
-    left.set_title(f"{k} seeds: points; mean, {ev.level:.0%} interval" if k > 1 else "1 seed: no interval over seeds")
-    label = f"{ev.level:.0%} interval " + ("over seeds" if k > 1 else "over test images (1 seed)")
-    _points_and_mean(right, 0, d, ev.measured, ev.ci, colors[2], label)
-    right.axhline(0, color="0.4", lw=0.8)
-    right.axhline(ev.reported, color="0.2", ls="--", lw=1, label=f"report {format_diff(ev.reported)}")
-    right.set_xticks([0], [f"{ev.names[1]} - {ev.names[0]}"])
-    right.set_xlim(-0.6, 0.6)
-    ends = [0.0, ev.reported, *d, *(c for c in ev.ci if not math.isnan(c))]  # axhline does not autoscale
-    pad = 0.12 * (max(ends) - min(ends) or 1.0)
-    right.set_ylim(min(ends) - pad, max(ends) + 3 * pad)  # headroom for the legend
-    right.set_ylabel(f"difference ({ev.unit})")
-    right.set_title("difference per seed")
-    right.legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"{ev.quantity}: {ev.verdict}", fontsize=10)
-    fig.tight_layout()
-    return fig
-
+# --- per-epoch variation -------------------------------------------------------------------
 
 def epoch_variation(history: pd.DataFrame, column: str = "val_acc", skip: Sequence[int] = (),
                     factor: float = 100.0) -> pd.Series:

@@ -11,12 +11,14 @@ system. Anything metrics.json leaves out shows as "—".
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
 from PIL import Image
 
-from .page import box_html, esc, headline_rows, verdict_kind
+from .page import box_html, duration, esc, headline_rows, verdict_kind
 
 THUMBNAIL = (560, 360)  # pixels, the largest a thumbnail may be
 CSS = """
@@ -43,6 +45,84 @@ nav{font-size:.9em;margin-top:.6em} nav a{margin-right:.7em}
 footer{color:#57606a;font-size:.85em;padding:0 2em 2em}
 """
 
+
+# --- the runner's records of each notebook ---------------------------------------------------
+
+@dataclass
+class Result:
+    """What happened to one notebook: status is "ok", "failed at cell N" or "skipped"."""
+
+    notebook: str
+    status: str
+    seconds: float = 0.0
+    export_seconds: float = 0.0
+    folder: str = ""
+    html: str | None = None       # the report, no code
+    pdf: str | None = None
+    code_html: str | None = None  # the notebook with its code
+    pdf_note: str = "no"
+    error: str | None = None
+    failed_source: str = ""       # the failing cell's code (its first lines)
+    metrics: dict = field(default_factory=dict)  # metrics.json (helpers.page.write_metrics)
+    finished: str = ""
+    train_seconds: float = 0.0    # its runs trained before it (--workers, --ray), summed over the runs
+
+    def time_text(self) -> str:
+        """How long it took: the notebook, plus the training of its runs when they were trained first."""
+        return duration(self.seconds) + (f" + {duration(self.train_seconds)} training" if self.train_seconds else "")
+
+    @property
+    def ok(self) -> bool:
+        """True when the notebook ran to the end."""
+        return self.status == "ok"
+
+
+# The JSON types of Result's fields, by their annotation: a result.json that has others is skipped.
+RESULT_TYPES = {"str": (str,), "float": (int, float), "str | None": (str, type(None)), "dict": (dict,)}
+NAME_FIELDS = ("html", "pdf", "code_html")  # file names inside the notebook's folder
+
+
+def result_problem(data, stem: str) -> str | None:
+    """What is wrong with a parsed result.json of notebook ``stem``, or None."""
+    if not isinstance(data, dict):
+        return f"not a JSON object but {type(data).__name__}"
+    known = {f.name: f.type for f in fields(Result)}
+    for key, value in data.items():
+        types = RESULT_TYPES.get(known.get(key), ())
+        if isinstance(value, bool) or not isinstance(value, types) or (
+                isinstance(value, float) and not math.isfinite(value)):
+            return f"{key!r} is {value!r:.40}" + (f", not {known[key]}" if key in known else ", an unknown field")
+    if data.get("notebook") != stem or not isinstance(data.get("status"), str):
+        return f"its notebook is not {stem!r}, or it has no status"
+    if any(isinstance(data.get(k), str) and ("/" in data[k] or "\\" in data[k] or data[k] in (".", ".."))
+           for k in NAME_FIELDS):
+        return "a file it names is not a plain file name in its folder"
+    return None
+
+
+def load_runs(profile_dir: Path, stems: list[str]) -> list[Result]:
+    """Return the recorded run of every notebook known here (this run or earlier ones);
+    notebooks with no record count as skipped, and so does a record that does not read as a Result
+    (one line says which and why)."""
+    recorded = {p.parent.name: p for p in profile_dir.glob("*/result.json")}
+    runs = []
+    for stem in sorted(set(stems) | set(recorded)):
+        if stem not in recorded:
+            runs.append(Result(stem, "skipped"))
+            continue
+        try:
+            data = json.loads(recorded[stem].read_text())
+            problem = result_problem(data, stem)
+        except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+            problem = f"{type(err).__name__}: {' '.join(str(err).split())[:120]}"
+        if problem:
+            print(f"Skipping {recorded[stem]} on the index: {problem}; its notebook's next run writes it again",
+                  flush=True)
+        runs.append(Result(stem, "skipped") if problem else Result(**data))
+    return runs
+
+
+# --- the page ----------------------------------------------------------------------------------
 
 def read_metrics(folder: Path) -> dict:
     """Return ``folder/metrics.json`` as a dict without its figures list; {} if missing or not a

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from . import evidence as E
+
 PALETTE = sns.color_palette("colorblind")
 
 
@@ -358,3 +360,47 @@ def learning_rates(histories: dict[str, pd.DataFrame], column: str = "lr") -> pl
     with, or "lr_end", the one in force after its scheduler step (what report 003 logs)."""
     ylabel = {"lr": "learning rate at the epoch's start", "lr_end": "learning rate after the epoch"}[column]
     return _per_epoch(histories, column, ylabel, "Learning-rate schedule", 3.0, legend_size=7)
+
+
+# --- a headline over seeds (01-05) ----------------------------------------------------------------
+
+def _points_and_mean(ax, x: float, values, mean: float, ci, color, label: str | None = None) -> None:
+    """Per-seed values as points left of ``x``, the mean with its interval right of it."""
+    values = np.asarray(values, dtype=float)
+    ax.scatter(np.full(len(values), x - 0.1), values, s=22, color=color, alpha=0.75, zorder=3)
+    if not any(math.isnan(c) for c in ci):  # one seed: the point is all there is
+        ax.errorbar([x + 0.1], [mean], yerr=[[mean - ci[0]], [ci[1] - mean]], fmt="D", color=color, capsize=4,
+                    ms=6, zorder=4, label=label)
+
+
+def seed_figure(ev: E.Evidence) -> plt.Figure:
+    """Per-seed values of each model as points with their mean and t-interval (left), and the per-seed
+    differences B - A with this run's interval and the report's difference (right) (01-05).
+    With one seed there is no interval over seeds; the right panel then shows the test-set interval."""
+    a, b, d = (np.asarray(ev.per_seed[k], dtype=float) for k in ("a", "b", "diff"))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.5, 3.4), gridspec_kw={"width_ratios": [1.6, 1]})
+    for x, vals, color in ((0, a, colors[0]), (1, b, colors[1])):
+        s = E.over_seeds(vals, ev.level)
+        _points_and_mean(left, x, vals, s.mean, s.ci, color)
+    left.plot(np.array([[-0.1] * len(a), [0.9] * len(a)]), np.vstack([a, b]), color="0.6", lw=0.8, zorder=2)
+    left.set_xticks([0, 1], list(ev.names))
+    left.set_xlim(-0.5, 1.5)
+    left.set_ylabel("value per seed (%)")
+    k = len(ev.seeds)
+    left.set_title(f"{k} seeds: points; mean, {ev.level:.0%} interval" if k > 1 else "1 seed: no interval over seeds")
+    label = f"{ev.level:.0%} interval " + ("over seeds" if k > 1 else "over test images (1 seed)")
+    _points_and_mean(right, 0, d, ev.measured, ev.ci, colors[2], label)
+    right.axhline(0, color="0.4", lw=0.8)
+    right.axhline(ev.reported, color="0.2", ls="--", lw=1, label=f"report {E.format_diff(ev.reported)}")
+    right.set_xticks([0], [f"{ev.names[1]} - {ev.names[0]}"])
+    right.set_xlim(-0.6, 0.6)
+    ends = [0.0, ev.reported, *d, *(c for c in ev.ci if not math.isnan(c))]  # axhline does not autoscale
+    pad = 0.12 * (max(ends) - min(ends) or 1.0)
+    right.set_ylim(min(ends) - pad, max(ends) + 3 * pad)  # headroom for the legend
+    right.set_ylabel(f"difference ({ev.unit})")
+    right.set_title("difference per seed")
+    right.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"{ev.quantity}: {ev.verdict}", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -111,7 +111,7 @@ def values(s: Settings, classes: int, sizes: tuple[int, int] | None) -> dict[str
         "model": f"{c.model}, width {c.width:g}" + ("" if len({str(x.model_kwargs) for x in configs.values()}) == 1 else
                                                     " (" + per_variant(configs, lambda x: kwargs(x.model_kwargs)) + ")"),
         "parameters": per_variant(configs, lambda x: f"{parameters(x, classes):,}"),
-        "epochs": str(c.epochs),
+        "epochs": per_variant(configs, lambda x: str(x.epochs)),
         "batch size": per_variant(configs, lambda x: str(x.batch_size)),
         "batches per epoch": per_variant(configs, lambda x: f"{batches_per_epoch(x, n_all)}")
         + (" (last partial batch dropped)" if c.drop_last else " (last partial batch kept)"),
@@ -119,7 +119,7 @@ def values(s: Settings, classes: int, sizes: tuple[int, int] | None) -> dict[str
         "learning rate": per_variant(configs, lambda x: f"{x.lr:g}"),
         "schedule": schedule(c),
         "momentum": f"{c.momentum:g}" + (" (constant: One-Cycle does not cycle it)" if c.schedule == "onecycle" else ""),
-        "weight decay": f"{c.weight_decay:g}",
+        "weight decay": per_variant(configs, lambda x: f"{x.weight_decay:g}"),
         "loss": per_variant(configs, lambda x: "cross-entropy" + (f", label smoothing {x.label_smoothing:g}"
                                                                    if x.label_smoothing else "")),
         "crop": f"random 32x32 crop, zero padding {aug.crop_padding}" if aug.crop_padding else "none",

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
@@ -41,10 +40,9 @@ from papermill.cli import _resolve_type  # private, but papermill is pinned and 
 
 from . import parallel, studies
 from .export import export_code_html, export_html, export_pdf, pdf_engine_missing, sync_notebooks
-from .index import read_metrics, write_index
+from .index import Result, load_runs, read_metrics, write_index
 from .kernel import (KERNEL, ROOT, UsageError, ensure_kernel, find_kernel,  # noqa: F401 (API)
                      kernel_env, kernel_is_ours, quiet_kernel)
-from .page import duration
 from .profiles import PROFILES, check_dataset, setting_names, settings
 from .progress import Progress, describe_failure, source_cell, summary_table
 from .screenshots import take_screenshots
@@ -60,35 +58,6 @@ PDF_HINT = ("PDF skipped: xelatex/pandoc not found (install: apt-get install tex
 def parse_value(text: str):
     """Parse a -p value the way papermill's CLI does: True/False/None/int/float, else the string."""
     return _resolve_type(text)
-
-
-@dataclass
-class Result:
-    """What happened to one notebook: status is "ok", "failed at cell N" or "skipped"."""
-
-    notebook: str
-    status: str
-    seconds: float = 0.0
-    export_seconds: float = 0.0
-    folder: str = ""
-    html: str | None = None       # the report, no code
-    pdf: str | None = None
-    code_html: str | None = None  # the notebook with its code
-    pdf_note: str = "no"
-    error: str | None = None
-    failed_source: str = ""       # the failing cell's code (its first lines)
-    metrics: dict = field(default_factory=dict)  # metrics.json (helpers.page.write_metrics)
-    finished: str = ""
-    train_seconds: float = 0.0    # its runs trained before it (--workers, --ray), summed over the runs
-
-    def time_text(self) -> str:
-        """How long it took: the notebook, plus the training of its runs when they were trained first."""
-        return duration(self.seconds) + (f" + {duration(self.train_seconds)} training" if self.train_seconds else "")
-
-    @property
-    def ok(self) -> bool:
-        """True when the notebook ran to the end."""
-        return self.status == "ok"
 
 
 # --- choosing notebooks and parameters -------------------------------------------------------
@@ -237,53 +206,6 @@ def run_one(source: Path, profile: str, dataset: str | None, params: dict, out: 
     result.finished = datetime.now().isoformat(timespec="seconds")
     (folder / "result.json").write_text(json.dumps(asdict(result), indent=1))
     return result
-
-
-# --- index ------------------------------------------------------------------------
-
-# The JSON types of Result's fields, by their annotation: a result.json that has others is skipped.
-RESULT_TYPES = {"str": (str,), "float": (int, float), "str | None": (str, type(None)), "dict": (dict,)}
-NAME_FIELDS = ("html", "pdf", "code_html")  # file names inside the notebook's folder
-
-
-def result_problem(data, stem: str) -> str | None:
-    """What is wrong with a parsed result.json of notebook ``stem``, or None."""
-    if not isinstance(data, dict):
-        return f"not a JSON object but {type(data).__name__}"
-    known = {f.name: f.type for f in fields(Result)}
-    for key, value in data.items():
-        types = RESULT_TYPES.get(known.get(key), ())
-        if isinstance(value, bool) or not isinstance(value, types) or (
-                isinstance(value, float) and not math.isfinite(value)):
-            return f"{key!r} is {value!r:.40}" + (f", not {known[key]}" if key in known else ", an unknown field")
-    if data.get("notebook") != stem or not isinstance(data.get("status"), str):
-        return f"its notebook is not {stem!r}, or it has no status"
-    if any(isinstance(data.get(k), str) and ("/" in data[k] or "\\" in data[k] or data[k] in (".", ".."))
-           for k in NAME_FIELDS):
-        return "a file it names is not a plain file name in its folder"
-    return None
-
-
-def load_runs(profile_dir: Path, stems: list[str]) -> list[Result]:
-    """Return the recorded run of every notebook known here (this run or earlier ones);
-    notebooks with no record count as skipped, and so does a record that does not read as a Result
-    (one line says which and why)."""
-    recorded = {p.parent.name: p for p in profile_dir.glob("*/result.json")}
-    runs = []
-    for stem in sorted(set(stems) | set(recorded)):
-        if stem not in recorded:
-            runs.append(Result(stem, "skipped"))
-            continue
-        try:
-            data = json.loads(recorded[stem].read_text())
-            problem = result_problem(data, stem)
-        except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
-            problem = f"{type(err).__name__}: {' '.join(str(err).split())[:120]}"
-        if problem:
-            print(f"Skipping {recorded[stem]} on the index: {problem}; its notebook's next run writes it again",
-                  flush=True)
-        runs.append(Result(stem, "skipped") if problem else Result(**data))
-    return runs
 
 
 # --- the API the command line wraps ------------------------------------------------------------

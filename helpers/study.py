@@ -109,7 +109,7 @@ def accuracy_verdict(S: Settings, preds: dict, data, figs: page.Figures, *, a=No
     """The notebook's "test accuracy against the report" section (01-05): a table of each model's
     test accuracy per seed with its exact 95% interval, the headline comparison B - A with its
     interval and test in a verdict box and one paragraph, and with several seeds the per-seed figure
-    (:func:`helpers.evidence.seed_figure`). ``a``/``b`` as in :func:`evidence` (03). Returns the
+    (:func:`helpers.plots.seed_figure`). ``a``/``b`` as in :func:`evidence` (03). Returns the
     :class:`helpers.evidence.Evidence`."""
     h = S.study.headline
     result = evidence(S, preds, data, a=a, b=b)
@@ -118,7 +118,7 @@ def accuracy_verdict(S: Settings, preds: dict, data, figs: page.Figures, *, a=No
     display(page.verdict_box(result.to_dict()))
     display(Markdown(E.describe(result)))
     if len(S.seeds) > 1:
-        figs.show(E.seed_figure(result), "seed_comparison", f"Test accuracy per seed (points), mean and 95% "
+        figs.show(plots.seed_figure(result), "seed_comparison", f"Test accuracy per seed (points), mean and 95% "
                   f"interval; right: {h.label_b} minus {h.label_a} per seed, the report's difference dashed.")
     return result
 

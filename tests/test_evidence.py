@@ -12,7 +12,8 @@ from scipy import stats
 from helpers import evidence as E
 from helpers.evidence import (VERDICTS, accuracy_interval, compare_runs, describe, epoch_variation, format_p,
                               over_seeds, paired_over_seeds, paired_proportions, paired_values, scale_text,
-                              seed_figure, verdict)
+                              verdict)
+from helpers.plots import seed_figure
 
 QUICK = dict(profile="quick", dataset="synthetic", epochs=8, width=0.25)
 
