@@ -9,12 +9,12 @@
 - :func:`faithfulness` -- does a heatmap show what the model uses? pytorch-grad-cam's ROAD and
   keep-the-highlighted-region scores, for the map and for a seeded random map of the same values
 
-**Target layer rule.** The output of the model's last feature *block* where the model has blocks,
-else its last convolution:
+**Target layer rule.** A model that names its own (``cam_layer()``) gets that one; else the output
+of the model's last feature *block* where the model has blocks, else its last convolution:
 
-- ``FlexibleCNN`` (``stages``, plain or residual): ``model.stages[-1][-1]``, the last block; its
-  output is ``relu(conv2 [+ shortcut])``, so the plain and residual variants are compared at the
-  same place (notebook 01);
+- ``FlexibleCNN`` (plain or residual): report 000's code's layer, the last block's second
+  convolution, its output before that block's BatchNorm, shortcut and ReLU, so the plain and
+  residual variants are compared at the same place (notebook 01);
 - ``CifarResNet`` / torchvision ResNets (``layer1`` .. ``layerN``): ``model.layerN[-1]``, the last
   BasicBlock (the choice of the pytorch-grad-cam docs, ``model.layer4[-1]``);
 - anything else (``SimpleCNN``): :func:`helpers.models.last_conv`.
@@ -62,10 +62,10 @@ __all__ = ["compute_cams", "energy_in_mask", "faithfulness", "overlay", "random_
 
 
 def target_layer(model: nn.Module) -> nn.Module:
-    """The default Grad-CAM target layer: last block, else last conv (see the module docstring)."""
-    stages = getattr(model, "stages", None)
-    if isinstance(stages, nn.Sequential) and len(stages) and isinstance(stages[-1], nn.Sequential):
-        return stages[-1][-1]
+    """The default Grad-CAM target layer: the model's own, else its last block, else its last conv
+    (see the module docstring)."""
+    if callable(getattr(model, "cam_layer", None)):
+        return model.cam_layer()
     layers = sorted(
         (int(m.group(1)), child)
         for name, child in model.named_children()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -45,10 +46,12 @@ class TrainConfig:
     milestones: tuple = ()             # epochs at which to decay (schedule "multistep")
     gamma: float = 0.1                 # decay factor (step, multistep)
     step_per: str = "epoch"            # "epoch" or "batch": when the scheduler steps
+    cycle_momentum: bool = False       # OneCycle also cycles momentum 0.95 -> 0.85 -> 0.95 (torch's default; 000's code)
     label_smoothing: float = 0.0
     mix: dict | None = None            # batch mixing, e.g. {"kind": "cutmix", "alpha": 1.0, "p": 0.5}
     augment: dict = field(default_factory=dict)  # fields of helpers.loader.Augment
     normalize: str | tuple = "dataset"  # "dataset" (train-set stats), "cifar10", or (mean, std)
+    test_normalize: str | tuple | None = None  # the evaluation's, where it differs (002's code); None: normalize's
     val_fraction: float = 0.1          # held out of train; 0 = evaluate on the test split
     split_seed: int = 42               # seed of the train/val permutation
     seed: int = 42                     # Python, NumPy and torch seeds, reset before the model is built
@@ -56,6 +59,7 @@ class TrainConfig:
     record_every: int = 0              # per-layer gradient and weight-update records every N steps (04); 0 = off
     drop_last: bool = False            # drop each epoch's last partial batch (report 003 counts 781 batches of 64)
     precision: str = "fp32"            # "fp32", or "bf16": bf16 autocast + channels_last, a CUDA-only speed option
+    start_from: TrainConfig | None = None  # a run whose final weights this one starts from, fresh optimiser (002's phase 2)
     # Where and how fast it runs: not part of the run's identity (excluded from the cache key).
     device: str = "auto"               # "auto" (CUDA, then MPS, then CPU), or a torch device
     compile: bool = False              # torch.compile the model (opt-in; GPU)
@@ -73,12 +77,16 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def key_dict(self) -> dict:
-        """The fields that define the result, JSON-ready."""
-        d = dataclasses.asdict(self)
-        for name in self.RUNTIME_FIELDS:
-            d.pop(name)
-        d["milestones"] = list(d["milestones"])
+        """The fields that define the result, JSON-ready (a ``start_from`` run's too)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self.RUNTIME_FIELDS}
+        d = json.loads(json.dumps({**d, "start_from": None}, default=list))  # tuples -> lists, a deep copy
+        d["start_from"] = self.start_from.key_dict() if self.start_from is not None else None
         return d
+
+    @property
+    def phases(self) -> list["TrainConfig"]:
+        """This run and the runs it starts from, first phase first (03: two phases)."""
+        return ([] if self.start_from is None else self.start_from.phases) + [self]
 
     @property
     def eval_split(self) -> str:
@@ -115,13 +123,13 @@ NUMBERS = {  # name: (rule, test); the test only sees real numbers, so "0.1" or 
     "val_fraction": ("in [0, 1) (0 = validate on test)", lambda v: 0 <= v < 1),
     "label_smoothing": ("in [0, 1)", lambda v: 0 <= v < 1),
 }
-FLAGS = ("nesterov", "deterministic", "compile", "drop_last")
+FLAGS = ("nesterov", "deterministic", "compile", "drop_last", "cycle_momentum")
 
 
 def check_config(c: TrainConfig) -> None:
     """Reject bad settings with a message naming the valid choices, before any work starts."""
     for check in (check_names, check_numbers, check_milestones, check_device, check_model_kwargs,
-                  check_augment, check_mix, check_normalize):
+                  check_augment, check_mix, check_normalize, check_start):
         check(c)
 
 
@@ -220,17 +228,37 @@ def check_mix(c: TrainConfig) -> None:
 
 
 def check_normalize(c: TrainConfig) -> None:
+    for name in ("normalize", "test_normalize"):
+        value = getattr(c, name)
+        if value is not None or name == "normalize":
+            check_stats(name, value)
+
+
+def check_stats(name: str, value) -> None:
     choices = "'dataset', 'cifar10' or (mean, std)"
-    if isinstance(c.normalize, str):
-        if c.normalize not in ("dataset", "cifar10"):
-            bad(f"normalize must be {choices}, not {c.normalize!r}")
+    if isinstance(value, str):
+        if value not in ("dataset", "cifar10"):
+            bad(f"{name} must be {choices}, not {value!r}")
         return
     try:
-        mean, std = c.normalize
+        mean, std = value
         ok = len(mean) == len(std) == 3 and all(is_number(v) for v in (*mean, *std))
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        bad(f"normalize must be {choices} with 3 numbers each, not {c.normalize!r}")
+        bad(f"{name} must be {choices} with 3 numbers each, not {value!r}")
     if not all(s > 0 for s in std):
-        bad(f"normalize std must be > 0 per channel, not {std!r}")
+        bad(f"{name} std must be > 0 per channel, not {std!r}")
+
+
+def check_start(c: TrainConfig) -> None:
+    """A run started from another's weights must build the same model from them."""
+    first = c.start_from
+    if first is None:
+        return
+    if not isinstance(first, TrainConfig):
+        bad(f"start_from must be a TrainConfig or None, not {type(first).__name__}")
+    same = ("model", "model_kwargs", "width")
+    if any(getattr(first, k) != getattr(c, k) for k in same):
+        bad(f"start_from must train the same model ({', '.join(same)}): "
+            f"{[getattr(first, k) for k in same]} against {[getattr(c, k) for k in same]}")

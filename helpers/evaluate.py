@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from scipy import ndimage
 from torchvision.transforms.v2 import functional as TF
 
 from .device import autocast
@@ -67,14 +68,24 @@ def _pad_centre_crop(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
     return TF.center_crop(TF.pad(x, [pad]), [h, w])
 
 
-# Test-time views of a normalised N,C,H,W batch (03). Gaussian blur: kernel 3 as in training,
-# sigma 1.0 (report 002 does not give the test-time sigma; 1.0 is inside its training range).
+def _blur_hwc(x: torch.Tensor) -> torch.Tensor:
+    # Report 002's code: scipy's gaussian_filter with sigma 1.0 on the height x width x channel array,
+    # so the colour channels are blurred into each other too (reflected at the borders, as scipy does).
+    hwc = x.permute(0, 2, 3, 1).cpu().numpy()
+    out = ndimage.gaussian_filter(hwc, sigma=(0, 1.0, 1.0, 1.0), mode="reflect")
+    return torch.from_numpy(out).permute(0, 3, 1, 2).to(x.device)
+
+
+# Test-time views of an N,C,H,W batch in [0, 1], before it is normalised (03). "blur": kernel 3 as in
+# training, sigma 1.0 (report 002's text gives no test-time sigma; 1.0 is inside its training range);
+# "blur_hwc": what the report's code did instead (see _blur_hwc).
 TTA_VIEWS = {
     "original": lambda x: x,
     "hflip": lambda x: x.flip(-1),
     "vflip": lambda x: x.flip(-2),
     "pad_crop": _pad_centre_crop,
     "blur": lambda x: TF.gaussian_blur(x, kernel_size=[3, 3], sigma=[1.0, 1.0]),
+    "blur_hwc": _blur_hwc,
 }
 
 
@@ -106,21 +117,26 @@ class Predictions:
 
 
 def predict(net: Net, images, labels=None, *, batch_size: int = 500, views: Sequence[str] = ("original",),
-            precision: str = "fp32") -> Predictions:
+            precision: str = "fp32", stats: tuple | None = None, average: str = "probs") -> Predictions:
     """Softmax predictions of a trained ``net`` on uint8 ``images`` (N,3,H,W), in batches (01, 02, 03, 05).
 
-    Each batch goes to the model's device, is normalised as in training (``net.mean`` / ``net.std``,
-    :func:`helpers.loader.normalize`) and run under ``torch.no_grad()`` in eval mode and fp32, as
-    every report evaluated (``precision="bf16"``: bf16 autocast, CUDA only); probabilities are taken
-    in float32. The model's train/eval mode is restored afterwards. The result does not depend on
+    Each batch goes to the model's device, is normalised as the net was evaluated (``net.mean`` /
+    ``net.std``; ``stats=(mean, std)`` for others: 03's code made its TTA predictions with the
+    training statistics) and run under ``torch.no_grad()`` in eval mode and fp32, as every report
+    evaluated (``precision="bf16"``: bf16 autocast, CUDA only); probabilities are taken in float32.
+    The model's train/eval mode is restored afterwards. The result does not depend on
     ``batch_size`` (beyond float rounding on a GPU).
 
-    ``views`` names test-time augmentations from :data:`TTA_VIEWS`; with more than one, the
-    softmax is averaged over the views (03's TTA). Each batch is transformed as a whole.
+    ``views`` names test-time augmentations from :data:`TTA_VIEWS`, applied to the images in [0, 1]
+    before they are normalised; with more than one, the softmax is averaged over the views (03's TTA),
+    or with ``average="logits"`` the logits, then the softmax taken (report 002's code). Each batch
+    is transformed as a whole.
     """
     unknown = [v for v in views if v not in TTA_VIEWS]
     if unknown or not views:
         raise ValueError(f"unknown view(s) {unknown}; valid views: {', '.join(TTA_VIEWS)}")
+    if average not in ("probs", "logits"):
+        raise ValueError(f"average must be 'probs' or 'logits', not {average!r}")
     images = torch.as_tensor(images)
     if images.dim() != 4:
         raise ValueError(f"images must be N,C,H,W, got shape {tuple(images.shape)}")
@@ -132,16 +148,18 @@ def predict(net: Net, images, labels=None, *, batch_size: int = 500, views: Sequ
             raise ValueError(f"{len(labels)} labels for {len(images)} images")
     model = net.model
     device = next(model.parameters()).device
+    mean, std = (net.mean, net.std) if stats is None else stats
     chunks = []
     with evaluating(model), torch.no_grad():
         for start in range(0, len(images), batch_size):
-            x = normalize(images[start : start + batch_size].to(device, non_blocking=True), net.mean, net.std)
-            probs = 0
+            x = images[start : start + batch_size].to(device, non_blocking=True).float().div_(255)
+            total = 0
             for view in views:
                 with autocast(device, precision):
-                    logits = model(TTA_VIEWS[view](x))
-                probs = probs + logits.float().softmax(dim=1)
-            chunks.append((probs / len(views)).cpu())
+                    logits = model(normalize(TTA_VIEWS[view](x), mean, std)).float()
+                total = total + (logits if average == "logits" else logits.softmax(dim=1))
+            mean_out = total / len(views)
+            chunks.append((mean_out.softmax(dim=1) if average == "logits" else mean_out).cpu())
     if not chunks:
         raise ValueError("no images to predict")
     probs = torch.cat(chunks).numpy()

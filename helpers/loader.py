@@ -55,6 +55,7 @@ __all__ = [
     "batch_adjust",
     "batch_blur",
     "batch_crop",
+    "batch_erase",
     "batch_flip",
     "batch_jitter",
     "normalize",
@@ -79,11 +80,14 @@ class Augment:
     blur_p: float = 0.0  # probability per sample of a Gaussian blur (report 002: 0.3)
     blur_kernel: int = 3  # pixels, odd: side of the Gaussian kernel
     blur_sigma: tuple[float, float] = (0.1, 1.5)  # pixels: sigma ~ U[lo, hi] per blurred sample
+    flip_first: bool = False  # the left-right flip before the crop (report 004's code), else fused into it
+    erase_p: float = 0.0  # probability per sample of random erasing, after normalisation (report 002's code)
+    erase_scale: tuple[float, float] = (0.02, 0.33)  # share of the image an erased rectangle covers, U[lo, hi]
 
     def __post_init__(self) -> None:
         if self.crop_padding < 0:
             raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding}")
-        for name in ("flip_h", "flip_v", "blur_p"):
+        for name in ("flip_h", "flip_v", "blur_p", "erase_p"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} is a probability, got {p}")
@@ -94,10 +98,15 @@ class Augment:
         lo, hi = self.blur_sigma
         if not 0 < lo <= hi:
             raise ValueError(f"blur_sigma must satisfy 0 < lo <= hi, got {self.blur_sigma}")
+        lo, hi = self.erase_scale
+        if not 0 < lo <= hi < 1:
+            raise ValueError(f"erase_scale must satisfy 0 < lo <= hi < 1, got {self.erase_scale}")
+        if not isinstance(self.flip_first, bool):
+            raise ValueError(f"flip_first must be True or False, got {self.flip_first!r}")
 
     def enabled(self) -> bool:
         """True when at least one augmentation would change some image."""
-        return bool(self.crop_padding or self.flip_h or self.flip_v or self.jitter or self.blur_p)
+        return bool(self.crop_padding or self.flip_h or self.flip_v or self.jitter or self.blur_p or self.erase_p)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -222,15 +231,55 @@ def batch_blur(
     return out
 
 
+ERASE_RATIO = (0.3, 3.3)  # torchvision RandomErasing's default range of the rectangle's aspect ratio
+ERASE_TRIES = 10          # attempts per sample to draw a rectangle that fits, as torchvision makes
+
+
+def batch_erase(x: Tensor, p: float, generator: torch.Generator, scale: tuple[float, float] = (0.02, 0.33),
+                ratio: tuple[float, float] = ERASE_RATIO) -> Tensor:
+    """torchvision's ``RandomErasing(p, scale, ratio, value=0)`` for each sample of a normalised float
+    batch, in place: with probability ``p`` a rectangle covering U[scale] of the image with an aspect
+    ratio log-uniform in ``ratio`` is set to 0 (the mean colour after normalisation). A sample whose
+    ``ERASE_TRIES`` draws all fall outside the image is left as it is, as torchvision does. Every draw
+    is made for every sample, so the stream does not depend on the images. Studies: 03 (report 002's
+    code, p 0.5, scale 0.02-0.2)."""
+    if p <= 0:
+        return x
+    n, _, h, w = x.shape
+    dev = x.device
+    chosen = torch.rand(n, device=dev, generator=generator) < p
+    found = torch.zeros(n, dtype=torch.bool, device=dev)
+    eh = ew = top = left = torch.zeros(n, dtype=torch.long, device=dev)
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(ERASE_TRIES):
+        area = torch.rand(n, device=dev, generator=generator) * (scale[1] - scale[0]) + scale[0]
+        aspect = torch.exp(torch.rand(n, device=dev, generator=generator) * (log_hi - log_lo) + log_lo)
+        th = torch.round(torch.sqrt(area * h * w * aspect)).long()
+        tw = torch.round(torch.sqrt(area * h * w / aspect)).long()
+        ty = (torch.rand(n, device=dev, generator=generator) * (h - th + 1).clamp(min=1)).long()
+        tx = (torch.rand(n, device=dev, generator=generator) * (w - tw + 1).clamp(min=1)).long()
+        take = ~found & (th < h) & (tw < w)
+        eh, ew, top, left = (torch.where(take, new, old) for new, old in ((th, eh), (tw, ew), (ty, top), (tx, left)))
+        found |= take
+    rows, cols = torch.arange(h, device=dev).view(1, h, 1), torch.arange(w, device=dev).view(1, 1, w)
+    inside = ((rows >= top.view(-1, 1, 1)) & (rows < (top + eh).view(-1, 1, 1)) & (cols >= left.view(-1, 1, 1))
+              & (cols < (left + ew).view(-1, 1, 1)) & (chosen & found).view(-1, 1, 1))
+    return x.masked_fill_(inside.unsqueeze(1), 0.0)
+
+
 def augment(images_uint8: Tensor, aug: Augment, generator: torch.Generator) -> Tensor:
     """Apply ``aug`` with per-sample random parameters; returns float32 in [0, 1] on the same device.
 
-    Order: crop and horizontal flip (fused), vertical flip (on uint8), then ``/255``, jitter, blur
-    (on float).
+    Order: crop and horizontal flip (fused; ``flip_first``: the flip, then the crop), vertical flip
+    (on uint8), then ``/255``, jitter, blur (on float). Random erasing comes after normalisation
+    (:class:`BatchLoader`), as in torchvision pipelines that erase the normalised tensor.
     The float copy is made only for the batch, never for the dataset. Feed the result to
     :func:`normalize`. Used by :class:`BatchLoader` for every study.
     """
-    x = batch_crop(images_uint8, aug.crop_padding, generator, flip_p=aug.flip_h)  # crop + left-right flip
+    if aug.flip_first:  # report 004's code: RandomHorizontalFlip, then RandomCrop
+        x = batch_crop(batch_flip(images_uint8, aug.flip_h, generator), aug.crop_padding, generator)
+    else:
+        x = batch_crop(images_uint8, aug.crop_padding, generator, flip_p=aug.flip_h)  # crop + left-right flip fused
     x = batch_flip(x, aug.flip_v, generator, dim=-2)
     x = x.float().mul_(1 / 255) if x.dtype == torch.uint8 else x.float()
     x = batch_jitter(x, aug.jitter, generator)
@@ -253,8 +302,11 @@ def normalize(images_uint8: Tensor, mean, std) -> Tensor:
     if images_uint8.dtype == torch.uint8:
         scale = scale / 255.0
     # x*scale - mean/std. In-place mul_/add_ rather than addcmul: 0.06 vs 0.18 ms at batch 128 on
-    # 1 CPU thread (addcmul with per-channel broadcast operands does not vectorise there).
-    return images_uint8.float().mul_(scale).add_(-mean_t / std_t)
+    # 1 CPU thread (addcmul with per-channel broadcast operands does not vectorise there). On a copy:
+    # .float() of a float tensor is the tensor itself, which the caller may still use (03's TTA views).
+    x = images_uint8.float()
+    x = x.clone() if x is images_uint8 else x
+    return x.mul_(scale).add_(-mean_t / std_t)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -363,6 +415,7 @@ class BatchLoader:
             x = self.images.index_select(0, idx)
             if self.augment is not None:
                 x = augment(x, self.augment, g).mul_(self._scale).add_(self._shift)  # float [0, 1] in
+                x = batch_erase(x, self.augment.erase_p, g, self.augment.erase_scale)
             else:
                 x = x.float().mul_(self._scale_u8).add_(self._shift)
             yield x, self.labels.index_select(0, idx)

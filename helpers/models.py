@@ -6,7 +6,7 @@ asserted in tests/test_models.py.
 
 | name             | report / notebook            | parameters (10 classes) |
 | ---------------- | ---------------------------- | ----------------------- |
-| flexible_cnn     | 000 / 01 stress test         | 2,735,946 plain, 2,777,674 residual |
+| flexible_cnn     | 000 / 01 stress test         | 7,427,914 (5 blocks a stage, both variants) |
 | resnet18_cifar   | 001, 003 / 02 CutMix, 04     | 11,173,962              |
 | budget_resnet    | 002 / 03 ResNet budget       | 4,754,218               |
 | simple_cnn       | 004 / 05 BN ablation         | 620,362 / 621,322 with BN |
@@ -75,9 +75,10 @@ def conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 class FlexibleBlock(nn.Module):
     """Two ConvBN layers; with ``residual`` the input is added back before the last ReLU.
 
-    The shortcut is the identity, or a learned 1x1 projection (+BN) when the stride or the
-    channel count changes. Without ``residual`` no projection exists, so the two variants share
-    every other parameter.
+    The shortcut is the identity, or a learned 1x1 projection (+BN) when the stride or the channel
+    count changes. As in report 000's code the projection is built in both variants and only the
+    residual one calls it: the plain model carries it unused (no gradient reaches it), so the two
+    variants start from the same random draws and the code's parameter count holds for both.
     """
 
     def __init__(self, c_in: int, c_out: int, stride: int, residual: bool):
@@ -86,10 +87,8 @@ class FlexibleBlock(nn.Module):
         self.conv2 = conv_bn(c_out, c_out)
         self.residual = residual
         self.shortcut = None
-        if residual and (stride != 1 or c_in != c_out):
-            self.shortcut = nn.Sequential(
-                conv1x1(c_in, c_out, stride), nn.BatchNorm2d(c_out)
-            )
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(conv1x1(c_in, c_out, stride), nn.BatchNorm2d(c_out))
 
     def forward(self, x):
         out = self.conv2(torch.relu(self.conv1(x)))
@@ -99,27 +98,29 @@ class FlexibleBlock(nn.Module):
 
 
 class FlexibleCNN(nn.Module):
-    """Report 000's FlexibleCNN (notebook 01, stress test).
+    """Report 000's FlexibleCNN (notebook 01, stress test), as its code builds it.
 
-    A 3x3 conv stem with 64 channels and BatchNorm, then three stages of 64, 128 and 256
-    channels. The report does not give the block count: we use **2 blocks per stage** (6 blocks,
-    13 conv layers in all), the first block of stages 2 and 3 downsampling with stride 2. Global
-    average pooling and one linear layer follow. ``residual=True`` changes only the blocks
-    (see :class:`FlexibleBlock`): 2,735,946 parameters plain, 2,777,674 residual.
+    A 3x3 conv stem with 64 channels and BatchNorm, then three stages of 64, 128 and 256 channels
+    of ``blocks`` blocks each (the code: 5; the report's text says only "several"), the first block
+    of stages 2 and 3 downsampling with stride 2; global average pooling and one linear layer.
+    ``residual=True`` changes only the blocks' forward pass (see :class:`FlexibleBlock`). At 5
+    blocks: 7,427,914 parameters in both variants (the code's count), of which the plain model's
+    forward pass uses 7,386,186 (:meth:`used_parameters`: its two projections hold 41,728); 31
+    convolutions on the plain path.
     """
 
-    blocks_per_stage = 2
-
-    def __init__(self, num_classes: int = 10, residual: bool = False, width: float = 1.0):
+    def __init__(self, num_classes: int = 10, residual: bool = False, width: float = 1.0, blocks: int = 5):
         super().__init__()
+        if not isinstance(blocks, int) or isinstance(blocks, bool) or blocks < 1:
+            raise ValueError(f"blocks must be a positive integer (blocks per stage), not {blocks!r}")
         c = [scale(n, width) for n in (64, 64, 128, 256)]
         self.stem = nn.Sequential(conv_bn(3, c[0]), nn.ReLU(inplace=True))
         stages = []
         for i, (c_in, c_out) in enumerate(zip(c[:-1], c[1:])):
             stride = 1 if i == 0 else 2
-            blocks = [FlexibleBlock(c_in, c_out, stride, residual)]
-            blocks += [FlexibleBlock(c_out, c_out, 1, residual) for _ in range(self.blocks_per_stage - 1)]
-            stages.append(nn.Sequential(*blocks))
+            stage = [FlexibleBlock(c_in, c_out, stride, residual)]
+            stage += [FlexibleBlock(c_out, c_out, 1, residual) for _ in range(blocks - 1)]
+            stages.append(nn.Sequential(*stage))
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c[-1], num_classes)
@@ -127,6 +128,17 @@ class FlexibleCNN(nn.Module):
     def forward(self, x):
         x = self.stages(self.stem(x))
         return self.fc(torch.flatten(self.pool(x), 1))
+
+    def used_parameters(self) -> int:
+        """Parameters the forward pass uses: all of them but, in the plain model, the projections."""
+        unused = sum(count_parameters(b.shortcut) for stage in self.stages for b in stage
+                     if b.shortcut is not None and not b.residual)
+        return count_parameters(self) - unused
+
+    def cam_layer(self) -> nn.Module:
+        """Report 000's code's Grad-CAM layer: the last block's second convolution, its output before
+        that block's BatchNorm, shortcut and ReLU (``helpers.cam.target_layer``; 01)."""
+        return self.stages[-1][-1].conv2[0]
 
 
 class CifarResNet(nn.Module):

@@ -136,7 +136,7 @@ def pending(jobs: list[Job]) -> list[Job]:
             c = job.config
             with torch.random.fork_rng():  # building a model draws from the global generator
                 model = build_model(c.model, num_classes=data.num_classes, width=c.width, **c.model_kwargs)
-            todo.append((c.epochs * len(data.train_labels) * flops(model)[1]["flops"], job))
+            todo.append((sum(p.epochs for p in c.phases) * len(data.train_labels) * flops(model)[1]["flops"], job))
     return [job for _, job in sorted(todo, key=lambda t: -t[0])]
 
 

@@ -89,12 +89,14 @@ def class_distribution(counts: pd.DataFrame) -> plt.Figure:
 
 
 def training_curves(histories: dict[str, pd.DataFrame], metric: str = "loss",
-                    lr_steps: list[int] | None = None) -> plt.Figure:
+                    lr_steps: list[int] | None = None, reference: dict | None = None) -> plt.Figure:
     """Train (solid) and validation (dotted) curves of several runs, one panel per run (01-05).
 
     ``metric`` is "loss" or "acc"; ``lr_steps`` draws dashed lines at the epochs where the
     learning rate drops (report 004's figure 3). A history evaluated on the test split each epoch
-    (``test_*`` columns, 03 and 04) is drawn and labelled as "test".
+    (``test_*`` columns, 03 and 04) is drawn and labelled as "test". ``reference``: run name ->
+    the authors' logged history (``Study.logs``), drawn in black in that run's panel, dashed for
+    training and dash-dotted for evaluation, with markers where the log has only some epochs.
     """
     if metric not in ("loss", "acc"):
         raise ValueError(f"metric must be 'loss' or 'acc', not {metric!r}")
@@ -108,6 +110,9 @@ def training_curves(histories: dict[str, pd.DataFrame], metric: str = "loss",
             split = "val" if f"val_{metric}" in h else "test"
             ax.plot(h["epoch"], h[f"{split}_{metric}"], color=color, linestyle=":", linewidth=2, label=f"{name} {split}")
         axes[i].set_title(name)
+        log = (reference or {}).get(name)
+        if log is not None:
+            draw_log(axes[i], log, metric)
     axes[-1].set_title("together")
     label = {"loss": "cross-entropy loss", "acc": "accuracy"}[metric]
     for ax in axes:
@@ -116,8 +121,20 @@ def training_curves(histories: dict[str, pd.DataFrame], metric: str = "loss",
             ax.axvline(step + 0.5, color="grey", linestyle="--", linewidth=1)
     axes[0].set_ylabel(label)
     axes[-1].legend(fontsize=7)
+    if reference:
+        axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def draw_log(ax, log: pd.DataFrame, metric: str) -> None:
+    """The authors' logged curve of one run in black (01, 03, 05 at the full profile)."""
+    sparse = len(log) < log["epoch"].max() / 2  # 004's log prints every fifth epoch
+    for split, style in (("train", "--"), ("val", "-."), ("test", "-.")):
+        column = f"{split}_{metric}"
+        if column in log and log[column].notna().any():
+            ax.plot(log["epoch"], log[column], color="black", linestyle=style, linewidth=1,
+                    marker="o" if sparse else None, markersize=3, label=f"authors' log, {split}")
 
 
 def confusion_matrices(cms: dict[str, np.ndarray], classes: list[str], normalize: bool = True) -> plt.Figure:

@@ -86,15 +86,20 @@ class Settings:
             data = data.subset(self.n_train, self.n_test, seed=self.config.split_seed)
         return data
 
-    def variants(self) -> dict[str, TrainConfig]:
-        """Variant -> the first seed's TrainConfig of that run (the protocol card's columns)."""
-        return {variant: self.config.replace(**changes) for variant, changes in self.study.variants(self.extra).items()}
+    def variants(self, seed: int | None = None) -> dict[str, TrainConfig]:
+        """Variant -> its TrainConfig for ``seed`` (default: the first seed's, the protocol card's
+        columns). A change given as a function of the shared config is called with it (03's second
+        phase starts from a first-phase config made from it)."""
+        base = self.config if seed is None else self.config.replace(seed=seed)
+        return {variant: base.replace(**{k: v(base) if callable(v) else v for k, v in changes.items()})
+                for variant, changes in self.study.variants(self.extra).items()}
 
     def runs(self) -> dict[str, list[TrainConfig]]:
         """The study's runs, as its notebook trains them: variant -> one TrainConfig per seed. The
-        first seed's configs are the notebook's own; other seeds change only ``seed`` (the train/val
-        split stays ``split_seed``'s)."""
-        return {variant: [config.replace(seed=seed) for seed in self.seeds] for variant, config in self.variants().items()}
+        first seed's configs are the notebook's own; other seeds change only ``seed``, in every phase
+        (the train/val split stays ``split_seed``'s)."""
+        per_seed = [self.variants(seed) for seed in self.seeds]
+        return {variant: [configs[variant] for configs in per_seed] for variant in per_seed[0]}
 
 
 def settings(study: str, profile: str = "quick", **overrides) -> Settings:
@@ -108,7 +113,7 @@ def settings(study: str, profile: str = "quick", **overrides) -> Settings:
     spec = studies.get(study)
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
-    values = spec.profile(profile)
+    values = spec.profile(profile, overrides.get("reading"))
     train, extra = values.pop("train"), values.pop("extra")
     top = {k: values[k] for k in ("dataset", "n_train", "n_test")}
     valid = sorted(setting_names(study))

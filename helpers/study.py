@@ -199,3 +199,57 @@ def class_changes(per_class: dict, classes, a: str, b: str):
     table = pd.DataFrame({a: per_class[a], b: per_class[b]}, index=list(classes))
     table["change (points)"] = 100 * (table[b] - table[a])
     return table.sort_values("change (points)", ascending=False)
+
+
+# --- the authors' logged curves (01, 03, 05 at the full profile) -------------------------------------
+
+CURVES = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+
+
+def log_gaps(histories: dict[str, list], logs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """How far this run's curves are from the authors' logged ones (01, 03, 05): per run and curve, at
+    the epochs the log has, the largest gap (this run minus the log; accuracies in points) with its
+    epoch, the gap at the last logged epoch, and the spread between this run's seeds there (the
+    largest max - min over seeds at any of those epochs; NaN with one seed). ``histories``: run name
+    -> one history per seed."""
+    rows = {}
+    for name, per_seed in histories.items():
+        log = logs.get(name)
+        if log is None:
+            continue
+        for column in CURVES:
+            if column not in log or column not in per_seed[0] or log[column].isna().all():
+                continue
+            scale = 100 if column.endswith("acc") else 1
+            ref = log.set_index("epoch")[column].dropna()
+            ref = ref[ref.index <= per_seed[0]["epoch"].max()]
+            runs = pd.DataFrame({i: h.set_index("epoch")[column] for i, h in enumerate(per_seed)}).loc[ref.index]
+            gap = scale * (runs[0] - ref)
+            worst = gap.abs().idxmax()
+            spread = scale * (runs.max(axis=1) - runs.min(axis=1)).max() if runs.shape[1] > 1 else math.nan
+            rows[(name, column)] = {"largest gap": gap[worst], "at epoch": int(worst), "final gap": gap.iloc[-1],
+                                    "seed spread": spread, "logged epochs": len(ref)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["run", "curve"])
+
+
+def against_logs(S: Settings, histories: dict[str, list]) -> tuple[dict | None, pd.DataFrame | None, str]:
+    """The authors' logs to draw beside this run's curves, the gaps (:func:`log_gaps`) and one sentence
+    for the page (01, 03, 05). At the full profile, for a study whose code logged its epochs: (logs,
+    gaps, a line naming the largest gap); at another scale: (None, None, why the logs are not drawn)."""
+    if S.study.logs is None:
+        return None, None, ""
+    if S.profile != "full":
+        return None, None, (f"The authors' logged curves are drawn at the full profile only: this run is at the "
+                            f"{S.profile} profile's scale ({S.config.epochs} epochs, width {S.config.width:g}), so "
+                            f"its curves and theirs are not comparable epoch by epoch.")
+    logs = S.study.logs()
+    gaps = log_gaps(histories, logs)
+    if gaps.empty:
+        return logs, gaps, "No curve of this run has an epoch the authors logged."
+    (run, curve), row = max(gaps.iterrows(), key=lambda item: abs(item[1]["largest gap"]))
+    unit = "points" if curve.endswith("acc") else "in loss"
+    spread = ("one seed, so no spread between seeds to set it against" if math.isnan(row["seed spread"])
+              else f"the spread between this run's seeds is {row['seed spread']:.2f} {unit} at most")
+    return logs, gaps, (f"The largest gap from the authors' log is {run}'s {curve.replace('_', ' ')}: "
+                        f"{row['largest gap']:+.2f} {unit} at epoch {row['at epoch']}, {row['final gap']:+.2f} at "
+                        f"the last logged epoch; {spread}.")

@@ -7,8 +7,9 @@ The LaTeX route measures each column's natural width with the PDF's font (DejaVu
 - a table that fits the line is a ``longtable`` (Styler's ``environment="longtable"``): LaTeX
   breaks it between rows at the page's end and repeats the header on each continuation page;
 - a wider table with long text columns (the protocol card's "why") wraps them in ``p`` columns
-  sharing what the other columns leave, and is a ``longtable`` too: shrinking a table of
-  sentences to the line width would make it unreadable;
+  sharing what the other columns leave, and is a ``longtable`` too, at a smaller font where the
+  words still do not fit (:data:`SIZES`): shrinking a table of sentences into a box would make it
+  unreadable and unbreakable;
 - a wider table with nothing to wrap (many short numeric columns) is shrunk to the line width
   (adjustbox ``max width``). A box cannot break across pages, so such a table is cut into boxes of
   TABLE_ROWS rows (one line each), each with the header.
@@ -43,6 +44,9 @@ MIN_WRAP = 60.0     # pt (about 10 characters): the narrowest a wrapped column m
 KEEP_ROWS = 3       # a longtable's page break leaves at least this many rows on each page
 TABLE_ROWS = 40     # rows of each box of a shrunk table (one line each; a page holds about 55)
 DELIMITER = "\x1f"  # between the cells of Styler.to_string, which the measure reads
+# The font sizes a table of wrapped text may take, and their size against \small (9 and 8 pt of 10):
+# before a too-wide table of sentences becomes unbreakable boxes, it is set smaller.
+SIZES = (("small", 1.0), ("footnotesize", 0.9), ("scriptsize", 0.8))
 
 
 def frame(df) -> pd.DataFrame:
@@ -151,11 +155,12 @@ def share_out(m: Measure, wrappable: list, room: float) -> list[float]:
     return widths
 
 
-def layout(df: pd.DataFrame, digits: int = 3, index: bool = True, formats=None) -> tuple[bool, str | None]:
+def layout(df: pd.DataFrame, digits: int = 3, index: bool = True, formats=None,
+           scale: float = 1.0) -> tuple[bool, str | None]:
     """(fits, column spec): ``fits`` when the table, its long text columns wrapped where needed, is
-    no wider than the line; the spec gives the wrapped columns their ``p`` widths (None, Styler's
-    own spec, when none wraps)."""
-    m = measure(df, digits, index, formats)
+    no wider than the line at ``scale`` times the table font's size; the spec gives the wrapped
+    columns their ``p`` widths (None, Styler's own spec, when none wraps)."""
+    m = Measure(*([scale * w for w in part] for part in measure(df, digits, index, formats)))
     nums = numeric(df, index)
     room = LINE_WIDTH * FILL - 2 * TABCOLSEP * len(m.widest)
     if sum(m.widest) <= room:
@@ -169,7 +174,8 @@ def layout(df: pd.DataFrame, digits: int = 3, index: bool = True, formats=None) 
     return sum(widths) <= room + 0.5, spec
 
 
-def longtable(s, columns: int, spec: str | None, caption: str | None, continued: str | None) -> str:
+def longtable(s, columns: int, spec: str | None, caption: str | None, continued: str | None,
+              size: str = "small") -> str:
     """Styler ``s`` as a longtable whose first head starts with the caption and whose later heads
     with ``continued``. The caption sits in a zero-width box centred on the table (longtable's
     own way with captions), so a long caption takes the line's width without widening the table."""
@@ -184,7 +190,7 @@ def longtable(s, columns: int, spec: str | None, caption: str | None, continued:
                             f"{{\\hbox to 0pt{{\\textit{{{continued}}}\\hss}}}} \\\\[\\smallskipamount]\n", 1)
     rest = rest.replace("{r}{Continued on next page}", "{r}{\\hbox to 0pt{\\hss\\textit{continued on the next page}}}")
     head, rows = rest.split("\\endlastfoot\n")
-    return (f"\\begingroup\\small\\setlength{{\\tabcolsep}}{{{TABCOLSEP:g}pt}}\n{first}\n{head}\\endlastfoot\n"
+    return (f"\\begingroup\\{size}\\setlength{{\\tabcolsep}}{{{TABCOLSEP:g}pt}}\n{first}\n{head}\\endlastfoot\n"
             f"{kept_together(rows)}\\endgroup")
 
 
@@ -213,11 +219,14 @@ def latex(df: pd.DataFrame, caption: str | None = None, continued: str | None = 
     """The table's LaTeX (see the module doc). ``caption``, ``continued``: LaTeX, already escaped:
     the caption above the table and the line atop each continuation page ("Table 2 (continued)")."""
     options = dict(digits=digits, index=index, formats=formats)
-    fits, spec = layout(df, **options)
+    for size, scale in SIZES:  # a table of wrapped text too wide at \small: a smaller font, still breakable
+        fits, spec = layout(df, **options, scale=scale)
+        if fits or spec is None:
+            break
     if not fits or df.empty:  # an empty longtable would print Styler's "\multicolumn{0}" footer
         return shrunk(df, spec, caption, **options)
     columns = (df.index.nlevels if index else 0) + df.shape[1]
-    return longtable(styled(df, "latex", **options), columns, spec, caption, continued)
+    return longtable(styled(df, "latex", **options), columns, spec, caption, continued, size)
 
 
 def to_html(df: pd.DataFrame, caption: str | None = None, *, digits: int = 3, index: bool = True,

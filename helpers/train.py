@@ -39,7 +39,8 @@ from .records import GradientRecorder, UpdateRecorder, flag
 # Part of every run's cache key: bumped when the engine starts training a config differently or a run
 # folder's files change, so runs of an older engine simply stop matching (they are retrained; delete
 # their folders with make clean-runs). 3: the normalisation in the manifest, every config field in the key.
-CACHE_VERSION = 3
+# 4: the split trains on the permutation's first part (as random_split); start_from, test_normalize.
+CACHE_VERSION = 4
 
 
 @dataclass(eq=False)
@@ -55,6 +56,7 @@ class Run(Net):
     cached: bool               # True when loaded from the run cache without training
     info: dict                 # environment, timings, best epoch (the manifest's contents)
     weights: str = "final"     # model is eval mode, on `device`, with these weights
+    previous: "Run | None" = None  # the run this one started from (config.start_from), with its history
 
     def load_weights(self, which: str = "final") -> nn.Module:
         """Swap the model's weights for the run's ``final`` or ``best`` (best-validation) ones."""
@@ -92,18 +94,22 @@ def run_path(config: TrainConfig, data: Dataset, root: str | Path = DATA_DIR) ->
 
 # --- pieces of a training run ---------------------------------------------------------------
 
-def norm_stats(config: TrainConfig, data: Dataset):
-    """The (mean, std) a config normalises with: the train split's own, CIFAR-10's, or given."""
-    if config.normalize == "dataset":
+def norm_stats(config: TrainConfig, data: Dataset, split: str = "train"):
+    """The (mean, std) a config normalises with: the train split's own, CIFAR-10's, or given.
+    ``split="test"``: the evaluation's, ``test_normalize`` where a config sets one (report 002's
+    code tested with other statistics than it trained with), else the same."""
+    which = config.test_normalize if split == "test" and config.test_normalize is not None else config.normalize
+    if which == "dataset":
         return data.mean_std()
-    if config.normalize == "cifar10":
+    if which == "cifar10":
         return CIFAR10_MEAN, CIFAR10_STD
-    return tuple(config.normalize[0]), tuple(config.normalize[1])
+    return tuple(which[0]), tuple(which[1])
 
 
 def make_loaders(config: TrainConfig, data: Dataset, device: torch.device):
     """Train and evaluation loaders for a config (evaluation = test split when val_fraction=0)."""
     mean, std = norm_stats(config, data)
+    test_mean, test_std = norm_stats(config, data, "test")
     if config.val_fraction > 0:
         train_idx, val_idx = split_indices(len(data.train_labels), config.val_fraction, config.split_seed)
         val_images, val_labels = data.train_images, data.train_labels
@@ -113,7 +119,7 @@ def make_loaders(config: TrainConfig, data: Dataset, device: torch.device):
     train = BatchLoader(data.train_images, data.train_labels, config.batch_size, mean=mean, std=std,
                         augment=Augment(**config.augment), shuffle=True, drop_last=config.drop_last,
                         device=device, seed=config.seed, indices=train_idx)
-    val = BatchLoader(val_images, val_labels, 500, mean=mean, std=std, shuffle=False,
+    val = BatchLoader(val_images, val_labels, 500, mean=test_mean, std=test_std, shuffle=False,
                       device=device, indices=val_idx)
     return train, val
 
@@ -136,9 +142,11 @@ def make_scheduler(opt, config: TrainConfig, steps_per_epoch: int):
         return S.MultiStepLR(opt, milestones=[m * unit for m in config.milestones], gamma=config.gamma)
     if config.schedule == "cosine":
         return S.CosineAnnealingLR(opt, T_max=config.epochs * unit)
-    # OneCycle is defined over the whole run in batches (torch's defaults: 30% warm-up, cosine). Momentum
-    # stays at config.momentum: report 000 states momentum 0.9, and torch would cycle it 0.85-0.95.
-    return S.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, cycle_momentum=False)
+    # OneCycle is defined over the whole run in batches (torch's defaults: 30% warm-up from max/25, cosine
+    # down to max/25e4). cycle_momentum: torch's default, momentum 0.95 -> 0.85 -> 0.95 against the LR, as
+    # report 000's code ran it; off, momentum stays at config.momentum (the 0.9 its text states).
+    return S.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
+                        cycle_momentum=config.cycle_momentum)
 
 
 def lr_trace(config: TrainConfig, steps_per_epoch: int) -> list[tuple[float, float]]:
@@ -250,6 +258,8 @@ def fit(config: TrainConfig, data: Dataset, *, root: str | Path | None = None, f
     if device.type == "cpu":
         keep_freed_memory()
     check_data(config, data)
+    # a later phase starts from the earlier one's final weights: that run first (cached like any other)
+    previous = None if config.start_from is None else fit(config.start_from, data, root=root, progress=progress)
     path = run_path(config, data, DATA_DIR if root is None else root)
     try:
         with store.locked(path):
@@ -259,10 +269,10 @@ def fit(config: TrainConfig, data: Dataset, *, root: str | Path | None = None, f
                 try:
                     info = store.verify_run(path)
                     if info is not None:
-                        return load_run(config, data, path, info, device)
+                        return load_run(config, data, path, info, device, previous)
                 except store.DamagedRun as e:
                     store.move_aside(path, str(e), "training again")
-            return train_run(config, data, path, device, progress)
+            return train_run(config, data, path, device, progress, previous)
     except OSError as e:
         if e.errno not in store.STORAGE_ERRORS:
             raise
@@ -288,7 +298,7 @@ def cached(config: TrainConfig, data: Dataset, root: str | Path | None = None) -
         return False
 
 
-def load_run(config, data, path, info, device) -> Run:
+def load_run(config, data, path, info, device, previous: Run | None = None) -> Run:
     model = build(config, data.num_classes, device)
     weights = store.load_tensors(path / "final.pt", path / "final.pt", map_location=device)
     try:
@@ -297,8 +307,9 @@ def load_run(config, data, path, info, device) -> Run:
         raise store.DamagedRun(f"{path / 'final.pt'} does not fit the {config.model} model of today's code "
                                f"({store.one_line(e, 160)})") from None
     model.eval()
-    mean, std = norm_stats(config, data)
-    return Run(model, mean, std, config, pd.read_csv(path / "history.csv"), path, device, cached=True, info=info)
+    mean, std = norm_stats(config, data, "test")
+    return Run(model, mean, std, config, pd.read_csv(path / "history.csv"), path, device, cached=True, info=info,
+               previous=previous)
 
 
 @dataclass
@@ -315,8 +326,11 @@ class RunState:
 class Trainee:
     """The model, optimiser, scheduler and (for 04) recorders of one run, built from its config."""
 
-    def __init__(self, config: TrainConfig, num_classes: int, device: torch.device, steps_per_epoch: int):
+    def __init__(self, config: TrainConfig, num_classes: int, device: torch.device, steps_per_epoch: int,
+                 start: Run | None = None):
         self.model = build(config, num_classes, device)
+        if start is not None:  # the previous phase's final weights; the optimiser and schedule start afresh
+            self.model.load_state_dict(start.model.state_dict())
         self.opt = make_optimizer(self.model, config)
         self.sched = make_scheduler(self.opt, config, steps_per_epoch)
         self.step_model = torch.compile(self.model) if config.compile else self.model
@@ -343,12 +357,12 @@ class Trainee:
 
 
 def start_or_resume(config: TrainConfig, data: Dataset, path: Path, device: torch.device,
-                    steps_per_epoch: int) -> tuple[Trainee, RunState]:
+                    steps_per_epoch: int, previous: Run | None = None) -> tuple[Trainee, RunState]:
     """A fresh run, or the state of the last complete epoch from ``checkpoint.pt``."""
     # We hold the run's lock, so temporary files here belong to a writer that was killed mid-write.
     for tmp in path.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
-    trainee = Trainee(config, data.num_classes, device, steps_per_epoch)
+    trainee = Trainee(config, data.num_classes, device, steps_per_epoch, previous)
     ckpt_file = path / "checkpoint.pt"
     if not ckpt_file.exists():
         return trainee, RunState([])
@@ -359,15 +373,16 @@ def start_or_resume(config: TrainConfig, data: Dataset, path: Path, device: torc
     except Exception as e:  # a damaged checkpoint only costs the epochs it held
         store.move_aside(ckpt_file, f"{ckpt_file}: cannot resume from it ({store.one_line(e, 120)})",
                          "training from epoch 1")
-        return Trainee(config, data.num_classes, device, steps_per_epoch), RunState([])
+        return Trainee(config, data.num_classes, device, steps_per_epoch, previous), RunState([])
     print(f"Resuming {path.name} after epoch {done.epoch}/{config.epochs}", flush=True)
     return trainee, done
 
 
-def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.device, progress: bool) -> Run:
+def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.device, progress: bool,
+              previous: Run | None = None) -> Run:
     path.mkdir(parents=True, exist_ok=True)
     train_loader, val_loader = make_loaders(config, data, device)
-    t, done = start_or_resume(config, data, path, device, len(train_loader))
+    t, done = start_or_resume(config, data, path, device, len(train_loader), previous)
     split = config.eval_split
     # TQDM_DISABLE=1 (set by the notebook runner) keeps progress bars out of saved reports
     quiet = not progress or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
@@ -395,7 +410,9 @@ def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.devi
         bar.update(1)
         bar.set_postfix({"loss": f"{train_loss:.3f}", "acc": f"{train_acc:.3f}", f"{split}_acc": f"{eval_acc:.3f}"})
     bar.close()
-    return finish_run(config, data, path, device, t, done)
+    run = finish_run(config, data, path, device, t, done)
+    run.previous = previous
+    return run
 
 
 def finish_run(config: TrainConfig, data: Dataset, path: Path, device: torch.device, t: Trainee,
@@ -411,7 +428,7 @@ def finish_run(config: TrainConfig, data: Dataset, path: Path, device: torch.dev
         store.save_text(t.recorders[1].frame().to_csv(index=False), path / "updates.csv")
         files += ["gradients.csv", "updates.csv"]
     acc = history[f"{config.eval_split}_acc"]
-    mean, std = norm_stats(config, data)
+    mean, std = norm_stats(config, data, "test")
     info = store.write_manifest(path, dict(
         config=config.key_dict(), version=CACHE_VERSION, data=data.name, data_fingerprint=data.fingerprint(),
         normalize={"mean": list(mean), "std": list(std)},

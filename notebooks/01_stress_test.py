@@ -59,17 +59,22 @@ has_masks = data.test_masks is not None  # object masks: the synthetic source on
 # share one background, in the test split the background is random, so a model that learns the
 # background is rewarded in training and punished at test time. On CIFAR-10 natural correlations
 # play that role (sky behind airplanes, water under ships). The model, FlexibleCNN, is a 3x3
-# convolution stem, three stages of two blocks (64, 128 and 256 channels at width 1; the second and
-# third stage start with a stride of 2), global average pooling and one linear layer. A plain block
-# is conv-BN-ReLU-conv-BN-ReLU; the residual block adds its input back before the last ReLU,
-# `ReLU(ConvBN2(x) + shortcut(x))`, with a learned 1x1 projection where the shape changes: the only
-# extra parameters (the protocol card counts both models).
+# convolution stem, three stages of blocks (64, 128 and 256 channels at width 1; the second and
+# third stage start with a stride of 2; the report's code has five blocks a stage, the protocol
+# card gives this run's count), global average pooling and one linear layer. A plain block is
+# conv-BN-ReLU-conv-BN-ReLU; the residual block adds its input back before the last ReLU,
+# `ReLU(ConvBN2(x) + shortcut(x))`, with a learned 1x1 projection where the shape changes. As in the
+# report's code, both models build those projections and only the residual one uses them, so both
+# start from the same random weights and the code's parameter count is the same for both.
 
 # %% [markdown]
 # ## The protocol
 #
-# One row per setting: report 000's value, this run's, and a mark: *same*, *chosen* (the report is
-# silent; *why* gives the reason), *scaled* (quick or smoke profile) or *changed* (set by hand).
+# One row per setting: report 000's text, what its published code did, this run's value, and a
+# mark: *same*; *code* (the text says otherwise or gives no value, and this run follows the code,
+# which produced the report's numbers); *chosen* (both are silent; *why* gives the reason); *scaled*
+# (quick or smoke profile); *changed* (set by hand). The momentum row is where text and code
+# disagree: the text states 0.9, while the code's One-Cycle schedule cycles it.
 
 # %%
 figs.table(protocol_card(S, data), "protocol", "This run's settings against report 000's.")
@@ -80,15 +85,21 @@ figs.table(protocol_card(S, data), "protocol", "This run's settings against repo
 # Both models train once per seed with the same data, split, augmentation, optimiser and One-Cycle
 # schedule (runs are cached under `data/runs/`). Training accuracy (solid, on augmented images) and
 # validation accuracy (dotted): a validation curve falling while training climbs would be
-# overfitting. As in the report, each model is tested at its best validation epoch (caption).
+# overfitting. As in the report, each model is tested at its best validation epoch (caption). At
+# the full profile the authors' logged run is drawn in black beside each model.
 
 # %%
 runs = study.train(S, data)
 first = {name: variant_runs[0].history for name, variant_runs in runs.items()}
 best = {name: int(h["epoch"][h["val_acc"].idxmax()]) for name, h in first.items()}
-figs.show(plots.training_curves(first, "acc"), "accuracy_curves",
+logs, gaps, gap_line = study.against_logs(S, {name: [r.history for r in rs] for name, rs in runs.items()})
+figs.show(plots.training_curves(first, "acc", reference=logs), "accuracy_curves",
           f"Training (solid) and validation (dotted) accuracy per epoch, seed {S.seeds[0]}; best validation "
           f"epoch (the checkpoint tested): " + ", ".join(f"{name} {e}" for name, e in best.items()) + ".")
+display(Markdown(gap_line))
+if gaps is not None:
+    figs.table(gaps, "log_gaps", "This run's curves minus the authors' logged ones (accuracies in points), and "
+               "the spread between this run's seeds.", formats={"at epoch": "{:.0f}"})
 
 # %% [markdown]
 # ## 2. Test accuracy, against the report
@@ -135,16 +146,18 @@ figs.show(plots.confusion_matrices(cms, data.classes), "confusion_matrices",
 # %% [markdown]
 # ## 5. High-confidence failures
 #
-# Each model's most confident mistakes: a model that is unsure when it is wrong can be caught by a
-# threshold, one that is 99% sure cannot. The first table counts them on the same test images
+# Each model's most confident mistakes (as many per model as the report's code listed): a model that
+# is unsure when it is wrong can be caught by a threshold, one that is 99% sure cannot. The first
+# table counts them on the same test images
 # (under *wrong*, "only plain" are the images the residual model rescued, "only residual" those it
 # broke); the second says what the residual model makes of each plain failure.
 
 # %%
 fail = {name: ev.failures(p, data.classes) for name, p in p0.items()}
-figs.show(plots.failure_grid(data.test_images, pd.concat([f.head(8) for f in fail.values()]), n=16, cols=8),
-          "failures", f"The most confident failures of the plain model (first row) and of the residual model "
-          f"(second row), seed {S.seeds[0]}.")
+top = S.extra["failures"]
+figs.show(plots.failure_grid(data.test_images, pd.concat([f.head(top) for f in fail.values()]), n=2 * top,
+                             cols=top // 2), "failures", f"The {top} most confident failures of the plain model "
+          f"(first two rows) and of the residual model (last two rows), seed {S.seeds[0]}.")
 errors = stress.error_counts(p0["plain"], p0["residual"], ("plain", "residual"))
 figs.table(errors, "errors",
            f"Wrong test images and confidently wrong ones, residual minus plain (exact McNemar), seed {S.seeds[0]}.")
@@ -156,13 +169,15 @@ figs.table(stress.change_counts(all_changes), "changes",
 # ## 6. Three canonical failures
 #
 # Three plain-model failures are picked to cover different error types (greedily, the most
-# confident one whose true class is new). In place of the report's per-case notes, measured cues:
-# among the five training images nearest in the plain model's feature space, how many carry the
-# predicted and the true class; the share of its Grad-CAM on the object (synthetic data only); and
-# what the residual model makes of the image.
+# confident one whose true class is new). On torchvision's CIFAR-10 test set the report's own three
+# (its code names them by index) are studied beside them. In place of the report's per-case notes,
+# measured cues: among the five training images nearest in the plain model's feature space, how
+# many carry the predicted and the true class; the share of its Grad-CAM on the object (synthetic
+# data only); and what the residual model makes of the image.
 
 # %%
-cases = ev.pick_diverse(fail["plain"], k=3)
+cases, canonical_note = stress.study_cases(S, data, p0["plain"])
+display(Markdown(canonical_note))
 case_idx = cases["index"].to_numpy().copy()  # writable: torch indexes with it
 case_images, case_masks = data.test_images[case_idx], data.test_masks[case_idx] if has_masks else None
 nets = {name: variant_runs[0] for name, variant_runs in runs.items()}  # best checkpoints (predict loaded them)
@@ -175,14 +190,15 @@ neighbours = ev.nearest_train_classes(ev.embed(nets["plain"], case_images), trai
 # %%
 cmp = ev.compare_cases(case_idx, p0["plain"], p0["residual"], data.classes)
 case_tab = ev.case_table(cases, neighbours, data.classes, scored["plain"][1]["in_mask"] if has_masks else None)
-figs.table(stress.case_columns(case_tab, cmp, "residual"), "cases",
+figs.table(stress.case_columns(case_tab, cmp, "residual", cases["picked"]), "cases",
            f"The canonical failures of the plain model (one column per test image), seed {S.seeds[0]}.")
 
 # %% [markdown]
 # ## 7. Grad-CAM on the canonical failures
 #
-# Grad-CAM weights the last block's feature maps by the gradient of each model's *own* predicted
-# class: on a failure, what convinced the model of the wrong answer. Under each heatmap: the map's
+# Grad-CAM weights the feature maps of the last block's second convolution (before its BatchNorm,
+# the layer the report's code used) by the gradient of each model's *own* predicted class: on a
+# failure, what convinced the model of the wrong answer. Under each heatmap: the map's
 # **ROAD** score beside a random map's with the same values in random places (the drop in
 # probability, in points, when the pixels the map ranks highest rather than lowest are removed):
 # a map that shows what the model uses scores clearly above the random one.

@@ -38,7 +38,7 @@ def cams_pred(model, data):
 # --- target layer ----------------------------------------------------------------------------------
 
 EXPECTED_LAYER = {  # model name -> the module target_layer must pick
-    "flexible_cnn": lambda m: m.stages[-1][-1],
+    "flexible_cnn": lambda m: m.stages[-1][-1].conv2[0],  # report 000's code: conv2 of the last block, before its BN
     "resnet18_cifar": lambda m: m.layer4[-1],
     "budget_resnet": lambda m: m.layer4[-1],
     "simple_cnn": lambda m: m.features[6],  # conv, relu, pool x 3: the third conv
@@ -58,7 +58,7 @@ def test_target_layer_per_model(name):
 def test_target_layer_variants():
     for residual in (False, True):  # plain and residual FlexibleCNN are compared at the same place
         m = FlexibleCNN(residual=residual, width=0.25)
-        assert target_layer(m) is m.stages[2][1]
+        assert target_layer(m) is m.stages[2][4].conv2[0]  # 5 blocks a stage, as the code builds it
     m = SimpleCNN(batch_norm=True, width=0.25)
     assert target_layer(m) is m.features[8] is last_conv(m)  # conv, bn, relu, pool x 3
     tv = torchvision_resnet18_cifar()

@@ -210,6 +210,18 @@ def test_split_rejects_bad_fraction(fraction):
         split_indices(100, fraction, seed=0)
 
 
+def test_split_is_random_split_of_the_reports_code():
+    """Reports 000's and 004's code: the first 45,000 of a seeded permutation train, the rest validate
+    (torch.utils.data.random_split); on torchvision's CIFAR-10 this is their split exactly."""
+    from torch.utils.data import random_split
+
+    train_idx, val_idx = split_indices(50_000, 0.1, seed=42)
+    a, b = random_split(range(50_000), [45_000, 5_000], generator=torch.Generator().manual_seed(42))
+    assert sorted(a.indices) == train_idx.tolist() and sorted(b.indices) == val_idx.tolist()
+    perm = torch.randperm(50_000, generator=torch.Generator().manual_seed(2026))  # report 000's permutation
+    assert split_indices(50_000, 0.1, seed=2026)[1].tolist() == sorted(perm[45_000:].tolist())
+
+
 def test_split_rejects_an_empty_part():
     with pytest.raises(ValueError, match="empty"):
         split_indices(4, 0.05, seed=0)

@@ -279,7 +279,7 @@ def test_embed_is_the_classifier_input_unit_normed():
     from helpers.models import FlexibleCNN
 
     torch.manual_seed(0)
-    model = FlexibleCNN(width=0.125).train()
+    model = FlexibleCNN(width=0.125, blocks=2).train()  # 2 blocks: a fresh 5-block net's features are ~1e-13
     images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
     feats = E.embed(Net(model, mean, std), images, batch_size=4)
@@ -315,3 +315,27 @@ def test_case_table_counts_neighbours_of_each_class():
     assert table.loc[9, "neighbours of predicted class (of 5)"] == 1
     assert table.loc[9, "most common neighbour"] == "a"
     assert table["Grad-CAM share on object"].tolist() == [0.1, 0.6]
+
+
+def test_tta_as_report_002s_code_made_it():
+    """Its code averaged logits, blurred over height, width and colour (scipy's gaussian_filter on the
+    HWC array) and normalised its TTA with other statistics than its test."""
+    from scipy import ndimage
+
+    torch.manual_seed(0)
+    model = SimpleCNN(width=0.25).eval()
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    net = Net(model, (0.5,) * 3, (0.25,) * 3)
+    views = ("original", "hflip")
+    p = E.predict(net, images, views=views, average="logits")
+    x = images.float().div(255)
+    logits = [model(normalize(v, net.mean, net.std)) for v in (x, x.flip(-1))]
+    np.testing.assert_allclose(p.probs, ((logits[0] + logits[1]) / 2).softmax(1).detach().numpy(), atol=1e-6)
+    hwc = x.permute(0, 2, 3, 1).numpy()
+    blurred = torch.from_numpy(ndimage.gaussian_filter(hwc, sigma=(0, 1, 1, 1))).permute(0, 3, 1, 2)
+    torch.testing.assert_close(E.TTA_VIEWS["blur_hwc"](x), blurred)
+    assert not torch.allclose(E.TTA_VIEWS["blur_hwc"](x), E.TTA_VIEWS["blur"](x))  # the colours mix too
+    other = E.predict(net, images, stats=((0.4,) * 3, (0.2,) * 3))
+    assert not np.allclose(other.probs, E.predict(net, images).probs)
+    with pytest.raises(ValueError, match="average must be 'probs' or 'logits'"):
+        E.predict(net, images, average="median")

@@ -363,3 +363,53 @@ def test_loader_iter_takes_the_epoch_when_called():
     ya, yb = torch.cat([y for _, y in first]), torch.cat([y for _, y in second])
     assert torch.equal(ya, torch.cat([y for _, y in _epoch(loader, 0)]))
     assert torch.equal(yb, torch.cat([y for _, y in _epoch(loader, 1)]))
+
+
+# --- report 004's flip-then-crop and report 002's random erasing --------------------------------------
+
+def test_flip_first_flips_before_the_crop():
+    """Flip, then crop (004's code) draws the flip before the offsets: another stream than the fused
+    crop+flip, the same distribution of results (a flipped crop is a crop of the flip)."""
+    from helpers.loader import Augment, augment, batch_crop, batch_flip
+
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    aug = Augment(crop_padding=4, flip_h=0.5, flip_first=True)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    expected = batch_crop(batch_flip(images, 0.5, g2), 4, g2).float().mul_(1 / 255)
+    assert torch.equal(augment(images, aug, g1), expected)
+    fused = augment(images, Augment(crop_padding=4, flip_h=0.5), torch.Generator().manual_seed(3))
+    assert not torch.equal(fused, expected)
+
+
+def test_random_erasing_follows_torchvision():
+    """batch_erase as torchvision's RandomErasing(p, scale, ratio (0.3, 3.3), value 0): the share of
+    erased images and the erased area, over many images, and rectangles only."""
+    from torchvision.transforms import RandomErasing
+
+    from helpers.loader import batch_erase
+
+    x = torch.ones(4000, 3, 32, 32)
+    ours = batch_erase(x.clone(), 0.5, torch.Generator().manual_seed(0), (0.02, 0.2))
+    torch.manual_seed(0)
+    theirs = torch.stack([RandomErasing(p=0.5, scale=(0.02, 0.2), value=0)(img) for img in x])
+    shares = [(t[:, 0] == 0).float().mean((1, 2)) for t in (ours, theirs)]
+    assert abs((shares[0] > 0).float().mean() - (shares[1] > 0).float().mean()) < 0.04
+    assert abs(shares[0][shares[0] > 0].mean() - shares[1][shares[1] > 0].mean()) < 0.01
+    erased = ours[:, 0] == 0
+    rows, cols = erased.any(2), erased.any(1)
+    assert torch.equal(erased.sum((1, 2)), rows.sum(1) * cols.sum(1))  # each erased region is one rectangle
+    assert torch.equal(ours[:, 0] == 0, ours[:, 2] == 0)  # all channels alike
+    again = batch_erase(x.clone(), 0.5, torch.Generator().manual_seed(0), (0.02, 0.2))
+    assert torch.equal(ours, again)
+
+
+def test_the_loader_erases_after_normalising():
+    from helpers.loader import Augment, BatchLoader
+
+    images = torch.full((40, 3, 32, 32), 200, dtype=torch.uint8)
+    loader = BatchLoader(images, torch.zeros(40, dtype=torch.long), 40, mean=(0.2,) * 3, std=(0.1,) * 3,
+                         augment=Augment(erase_p=1.0, erase_scale=(0.1, 0.2)), shuffle=False)
+    x, _ = next(iter(loader))
+    values = sorted(x.unique().tolist())
+    assert len(values) == 2 and values[0] == 0.0 and values[1] == pytest.approx((200 / 255 - 0.2) / 0.1, rel=1e-5)
+    assert ((x == 0).float().mean((1, 2, 3)) > 0).all()  # p 1: every image has an erased rectangle

@@ -12,8 +12,8 @@ REPORT_COUNTS = [
     ("budget_resnet", {}, 4_754_218),                  # report 002
     ("simple_cnn", {}, 620_362),                       # report 004
     ("simple_cnn", {"batch_norm": True}, 621_322),     # report 004
-    ("flexible_cnn", {}, 2_735_946),                   # report 000 gives none: our 2-blocks-per-stage choice
-    ("flexible_cnn", {"residual": True}, 2_777_674),
+    ("flexible_cnn", {}, 7_427_914),                   # report 000's code: 5 blocks a stage, both variants
+    ("flexible_cnn", {"residual": True}, 7_427_914),
 ]
 
 
@@ -36,12 +36,26 @@ def test_resnet18_cifar_matches_torchvision_structure():
     torch.testing.assert_close(ours(x), ref(x))
 
 
-def test_flexible_variants_differ_only_by_projections():
-    plain = build_model("flexible_cnn").state_dict()
-    res = build_model("flexible_cnn", residual=True).state_dict()
-    extra = set(res) - set(plain)
-    assert set(plain) <= set(res)
-    assert extra and all(".shortcut." in k for k in extra)
+def test_flexible_variants_share_every_parameter_and_plain_leaves_the_projections_unused():
+    """Report 000's code builds the projections in both models; the plain one never calls them."""
+    torch.manual_seed(0)
+    plain = build_model("flexible_cnn")
+    torch.manual_seed(0)
+    res = build_model("flexible_cnn", residual=True)
+    assert {k: v.shape for k, v in plain.state_dict().items()} == {k: v.shape for k, v in res.state_dict().items()}
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), res.state_dict().values()))
+    assert plain.used_parameters() == 7_386_186 and res.used_parameters() == 7_427_914  # the code's 41,728 unused
+    plain(torch.randn(2, 3, 32, 32)).sum().backward()
+    unused = {n for n, p in plain.named_parameters() if p.grad is None}
+    assert unused and all(".shortcut." in n for n in unused)
+    assert sum(p.numel() for n, p in plain.named_parameters() if n in unused) == 41_728
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in plain.modules()) - 2 == 31  # convolutions on its path
+
+
+def test_flexible_blocks_per_stage_is_a_setting():
+    assert len(build_model("flexible_cnn", blocks=2).stages[0]) == 2
+    with pytest.raises(ValueError, match="blocks must be a positive integer"):
+        build_model("flexible_cnn", blocks=0)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -196,7 +196,7 @@ def test_budget_notebook_writes_a_checked_prediction_file(tmp_path):
                                      timeout=900, notebooks_dir=NOTEBOOKS[0].parent)
     assert result.ok, f"{result.status}: {result.error}"
     lines = (Path(result.folder) / "predictions.csv").read_text().splitlines()
-    assert lines[0] == "ID,Label" and [line.split(",")[0] for line in lines[1:]] == [str(i) for i in range(7)]
+    assert lines[0] == "ID,Labels" and [line.split(",")[0] for line in lines[1:]] == [str(i) for i in range(7)]
     metrics = json.loads((Path(result.folder) / "metrics.json").read_text())
     assert metrics["within_budget"] and metrics["parameters_width_1"] == 4_754_218
     assert metrics["pad_crop_is_identity"] is True

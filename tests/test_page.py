@@ -151,6 +151,19 @@ def test_a_table_of_sentences_wraps_them_in_a_longtable_within_the_line():
     assert latex.count("setting 21") == 1 and r"\endhead" in latex
 
 
+def test_a_card_too_wide_at_small_is_a_longtable_at_a_smaller_font():
+    """Six columns of sentences whose words do not fit the line at \\small (notebook 03's card with its
+    code column): a smaller font, still one longtable that breaks across pages, never an unbreakable
+    box that runs off the page's bottom."""
+    text = ["protocol-card sentence of medium-length, with a hyphenated word-or-two " * 2] * 30
+    card = pd.DataFrame({"report": text, "code": text, "this run": text, "mark": "code", "why": text},
+                        index=pd.Index([f"test-time augmentation {i}" for i in range(30)], name="setting"))
+    assert not page.tables.layout(card)[0]  # too wide at \small
+    latex = bundle(page.table(card, "Settings", label="Table 1"))["text/latex"]
+    assert len(longtables(latex)) == 1 and "adjustbox" not in latex
+    assert "\\footnotesize" in latex or "\\scriptsize" in latex
+
+
 def test_a_long_word_is_never_cut_to_a_narrower_column():
     """A p column cannot break a word: it is at least as wide as its longest word."""
     df = pd.DataFrame({"text": ["short words " * 20, "flexible_cnn,width=0.0625,residual=False;dropout=0.1"],

@@ -11,7 +11,7 @@ from scipy import stats
 from helpers.studies import resnet_budget as B
 from helpers.evaluate import Predictions
 from helpers.evidence import accuracy_interval
-from helpers.models import Net, build_model, summary
+from helpers.models import build_model, summary
 from helpers.profiles import settings
 
 
@@ -22,26 +22,39 @@ def preds(pred, labels):
     return Predictions(probs=probs, pred=pred, conf=probs.max(axis=1), labels=labels)
 
 
-def test_schedule_readings_puts_the_log_on_a_cosine_from_0_01():
-    table = B.schedule_readings(settings("resnet_budget", "full").config)
-    assert list(table.index) == list(B.REPORTED_LOG)
-    text, log = table["text: cosine from 0.1"], table["log: cosine from 0.01"]
+def test_schedule_readings_puts_the_log_on_the_codes_second_phase():
+    text, code = (settings("resnet_budget", "full", reading=r).config for r in ("text", "code"))
+    table = B.schedule_readings(text, code)
+    t, c = table["text: cosine from 0.1"], table["code: cosine from 0.01"]
     # by hand: after epoch 1 of 100, a cosine from 0.1 holds 0.1 * (1 + cos(pi / 100)) / 2
-    assert text[1] == round(0.05 * (1 + math.cos(math.pi / 100)), 6) == 0.099975
-    assert text[100] == 0.0 and log[100] == 0.0
-    assert log[80] == 0.000955 and text[80] == 0.009549
-    # the report's log matches the 0.01 cosine to its printed 6 decimals, except epoch 2 (printed as epoch 1's)
-    mismatched = table.index[table["report 002's log"] != log].tolist()
-    assert mismatched == [2]
-    assert not (table["report 002's log"] == text).loc[lambda s: s.index < 100].any()
+    assert t[1] == round(0.05 * (1 + math.cos(math.pi / 100)), 6) == 0.099975
+    assert t[100] == 0.0 and c[100] == 0.0
+    assert c[80] == 0.000955 and t[80] == 0.009549
+    # the code's logged LRs (authors-code/002_phase2_epochs.csv) are its second phase's cosine from 0.01
+    assert (table["report 002's log"] == c).all()
+    assert not (table["report 002's log"] == t).loc[lambda s: s.index < 100].any()
 
 
 def test_schedule_readings_refuses_another_schedule():
-    full = settings("resnet_budget", "full").config
+    text, code = (settings("resnet_budget", "full", reading=r).config for r in ("text", "code"))
     with pytest.raises(ValueError, match="cosine over 100 epochs"):
-        B.schedule_readings(full.replace(epochs=8))
+        B.schedule_readings(text.replace(epochs=8), code)
     with pytest.raises(ValueError, match="cosine over 100 epochs"):
-        B.schedule_readings(full.replace(schedule="step", step_size=10, gamma=0.1))
+        B.schedule_readings(text, code.replace(schedule="step", step_size=10, gamma=0.1))
+
+
+def test_the_code_reading_trains_two_phases_without_cutmix():
+    [config] = settings("resnet_budget", "full").runs()["budget"]
+    first, second = config.phases
+    assert (first.lr, first.schedule, first.milestones, first.epochs) == (0.1, "multistep", (50, 75), 100)
+    assert (second.lr, second.schedule, second.epochs) == (0.01, "cosine", 100) and second.mix is None
+    assert first.mix is None and first.augment == {"crop_padding": 4, "flip_h": 0.5}
+    assert second.augment["erase_p"] == 0.5 and second.augment["erase_scale"] == (0.02, 0.2)
+    assert second.normalize != second.test_normalize == first.normalize == "cifar10"
+    [seed_43] = settings("resnet_budget", "full", seed=43).runs()["budget"]
+    assert [p.seed for p in seed_43.phases] == [43, 43]  # every phase of another seed changes
+    [text] = settings("resnet_budget", "full", reading="text").runs()["budget"]
+    assert text.start_from is None and text.mix["kind"] == "cutmix" and text.lr == 0.1
 
 
 def history(n):
@@ -90,7 +103,7 @@ def test_views_against_names_a_missing_reference():
 def test_pad_crop_check_is_pixel_identical_and_counts_changed_predictions():
     images = np.random.default_rng(0).integers(0, 256, (6, 3, 32, 32), dtype=np.uint8)
     view_preds = {"original": preds([0, 1, 2, 0, 1, 2], [0] * 6), "pad_crop": preds([0, 1, 2, 0, 1, 0], [0] * 6)}
-    check = B.pad_crop_check(Net(None, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]), images, view_preds)
+    check = B.pad_crop_check(images, view_preds)
     assert check == {"pixels equal to the original": True, "test images": 6, "predictions that differ": 1}
 
 
@@ -121,7 +134,7 @@ def test_layer_table_numbers_the_layers_as_report_002():
 def test_training_table_one_row_per_seed():
     S = settings("resnet_budget", "smoke", seeds=2)
     h1, h2 = history(4), history(4).assign(test_acc=[0.3, 0.8, 0.6, 0.7])
-    runs = [SimpleNamespace(history=h, info={"environment": {"device": "cpu"}}) for h in (h1, h2)]
+    runs = [SimpleNamespace(history=h, info={"environment": {"device": "cpu"}}, previous=None) for h in (h1, h2)]
     table = B.training_table(S, runs)
     assert list(table.index) == [f"seed {s}" for s in S.seeds]
     second = table.loc[f"seed {S.seeds[1]}"]
@@ -161,8 +174,8 @@ PREDS = Predictions(probs=_PROBS, pred=_PROBS.argmax(1), conf=_PROBS.max(1), lab
 def test_write_and_check_predictions(tmp_path):
     path = tmp_path / "predictions.csv"
     B.write_predictions(path, ["a", "b", "c"], PREDS)
-    assert path.read_text().splitlines() == ["ID,Label", "a,2", "b,0", "c,1"]
-    assert B.check_predictions(path, ["a", "b", "c"], 3)["Label"].tolist() == [2, 0, 1]
+    assert path.read_text().splitlines() == ["ID,Labels", "a,2", "b,0", "c,1"]  # the code's DL.csv header
+    assert B.check_predictions(path, ["a", "b", "c"], 3)["Labels"].tolist() == [2, 0, 1]
     with pytest.raises(ValueError, match="3 rows for 2 images"):
         B.check_predictions(path, ["a", "b"], 3)
     with pytest.raises(ValueError, match=r"labels must be integers in \[0, 1\]"):

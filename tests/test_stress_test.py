@@ -227,3 +227,29 @@ def test_case_columns_one_column_per_case():
     assert out.loc["residual: prediction"].tolist() == ["a (60%)", "a (70%)"]
     assert out.loc["change"].tolist() == ["rescued", "still wrong, now another class"]
     assert out.loc["neighbours of predicted class (of 3)"].tolist() == [2, 3]
+
+
+def test_the_canonical_cases_are_studied_on_torchvisions_test_set_only():
+    from types import SimpleNamespace
+
+    from helpers.profiles import settings
+    from helpers.studies.stress_test import study_cases
+
+    n = 10_000
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, n)
+    probs = np.full((n, 10), 0.05, np.float32)
+    wrong = (labels + 1) % 10
+    probs[np.arange(n), wrong] = 0.55
+    probs[6070, :] = 0.0
+    probs[6070, labels[6070]] = 1.0  # the plain model gets 6070 right in this run
+    p = Predictions(probs=probs, pred=probs.argmax(1), conf=probs.max(1), labels=labels)
+    S = settings("stress_test", "full")
+    data = SimpleNamespace(classes=[f"c{i}" for i in range(10)], test_labels=np.zeros(n))
+    S.choices["last"] = SimpleNamespace(source="cifar10")
+    cases, note = study_cases(S, data, p)
+    assert list(cases["picked"]) == ["this run's ranking"] * 3 + ["report 000's code"] * 3
+    assert list(cases["index"][3:]) == [6070, 4528, 9227] and "gets 2 of the three wrong" in note
+    S.choices["last"] = SimpleNamespace(source="synthetic")
+    cases, note = study_cases(S, data, p)
+    assert len(cases) == 3 and "cannot be looked up here" in note

@@ -109,3 +109,34 @@ def test_smoothness_keeps_the_end_of_a_one_cycle_schedule():
     assert m["a"] == pytest.approx(np.mean([10, 20, 10])) and m["b"] == pytest.approx(np.mean([5, 5, 2]))
     assert "3 epochs" in m["test"]
 
+
+
+# --- the authors' logged curves -------------------------------------------------------------------
+
+def test_log_gaps_by_hand():
+    log = pd.DataFrame({"epoch": [1, 5], "val_acc": [0.40, 0.70], "train_loss": [2.0, 1.0]})
+    seed_a = pd.DataFrame({"epoch": range(1, 6), "val_acc": [0.35, 0.5, 0.6, 0.65, 0.72],
+                           "train_loss": [2.1, 1.8, 1.5, 1.2, 0.9]})
+    seed_b = seed_a.assign(val_acc=[0.30, 0.5, 0.6, 0.65, 0.69])
+    gaps = study.log_gaps({"plain": [seed_a, seed_b]}, {"plain": log})
+    row = gaps.loc[("plain", "val_acc")]
+    assert row["largest gap"] == pytest.approx(-5.0) and row["at epoch"] == 1 and row["final gap"] == pytest.approx(2.0)
+    assert row["seed spread"] == pytest.approx(5.0) and row["logged epochs"] == 2  # max - min over seeds, in points
+    assert gaps.loc[("plain", "train_loss"), "final gap"] == pytest.approx(-0.1)
+    one = study.log_gaps({"plain": [seed_a]}, {"plain": log})
+    assert np.isnan(one.loc[("plain", "val_acc"), "seed spread"])
+
+
+def test_the_logs_are_drawn_at_the_full_profile_only():
+    S = settings("bn_ablation", "smoke")
+    assert study.against_logs(S, {})[:2] == (None, None)
+    assert "full profile only" in study.against_logs(S, {})[2]
+    assert study.against_logs(settings("cutmix_study", "full"), {}) == (None, None, "")  # no public code
+    full = settings("bn_ablation", "full")
+    logs = full.study.logs()
+    assert list(logs["baseline"]["epoch"]) == [1, 5, 10, 15, 20, 25, 30]
+    assert logs["batchnorm"]["val_acc"].iloc[-1] == pytest.approx(0.8160)  # the code's log, as a fraction
+    fake = {v: [log.assign(val_acc=log["val_acc"] + 0.01)] for v, log in logs.items()}
+    drawn, gaps, line = study.against_logs(full, fake)
+    assert drawn is not None and gaps.loc[("baseline", "val_acc"), "final gap"] == pytest.approx(1.0)
+    assert line.startswith("The largest gap from the authors' log is ") and "one seed" in line

@@ -320,3 +320,48 @@ def test_cached_says_what_fit_would_load(tmp_path, data):
     assert T.cached(config, data, root=tmp_path)
     (run.path / "final.pt").write_bytes(b"damaged")
     assert not T.cached(config, data, root=tmp_path) and run.path.exists()  # read only: nothing moved
+
+
+# --- what the reports' code ran: momentum cycling, two phases, another test normalisation ----------
+
+def test_onecycle_cycles_momentum_as_report_000s_code_ran_it():
+    """cycle_momentum: torch's OneCycleLR default, momentum 0.95 at the start, 0.85 at the LR's peak."""
+    cfg = TrainConfig(lr=0.01, epochs=10, schedule="onecycle", step_per="batch", momentum=0.9, cycle_momentum=True)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr, momentum=cfg.momentum)
+    sched = make_scheduler(opt, cfg, 10)
+    seen = [(opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"])]
+    for _ in range(99):
+        opt.step()
+        sched.step()
+        seen.append((opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]))
+    lr, momentum = zip(*seen)
+    assert momentum[0] == pytest.approx(0.95) and lr[0] == pytest.approx(0.01 / 25)  # the code's 0.0004
+    peak = lr.index(max(lr))
+    assert peak == 29 and momentum[peak] == pytest.approx(0.85)  # 30% warm-up of 100 steps
+    assert momentum[-1] == pytest.approx(0.95, abs=1e-3) and lr[-1] < 1e-5
+
+
+def test_a_second_phase_starts_from_the_firsts_last_weights(tmp_path, data):
+    first = TINY.replace(name="phase1", epochs=1)
+    second = TINY.replace(name="phase2", epochs=1, lr=0.001, start_from=first)
+    run = fit(second, data, root=tmp_path, progress=False)
+    assert run.previous is not None and run.previous.config == first and run.previous.path != run.path
+    assert T.run_path(second, data, tmp_path) != T.run_path(second.replace(start_from=None), data, tmp_path)
+    start = T.Trainee(second, data.num_classes, torch.device("cpu"), 10, run.previous).model.state_dict()
+    final = fit(first, data, root=tmp_path, progress=False).model.state_dict()
+    assert all(torch.equal(start[k], final[k]) for k in final)  # the first phase's final weights, nothing else
+    again = fit(second, data, root=tmp_path, progress=False)
+    assert again.cached and again.previous.cached
+    with pytest.raises(ValueError, match="start_from must train the same model"):
+        TINY.replace(start_from=first.replace(width=0.5))
+
+
+def test_a_run_can_test_with_other_statistics_than_it_trains_with(tmp_path, data):
+    """Report 002's code trained its second phase with one normalisation and tested with another."""
+    config = TINY.replace(epochs=1, normalize=((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)), test_normalize="cifar10")
+    run = fit(config, data, root=tmp_path, progress=False)
+    assert (run.mean, run.std) == T.norm_stats(config, data, "test") != T.norm_stats(config, data)
+    train_loader, val_loader = T.make_loaders(config, data, torch.device("cpu"))
+    assert (train_loader.mean, val_loader.mean, val_loader.std) == ((0.5,) * 3, *T.norm_stats(config, data, "test"))
+    with pytest.raises(ValueError, match="test_normalize must be"):
+        TINY.replace(test_normalize="imagenet")

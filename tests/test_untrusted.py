@@ -202,7 +202,7 @@ class Payload:
         return (self.call, self.args)
 
 
-@pytest.mark.parametrize("payload", [Payload(print, "the payload ran"), Payload(os.system, "true")],
+@pytest.mark.parametrize("payload", [Payload(exec, "raise SystemExit('the payload ran')"), Payload(os.system, "true")],
                          ids=["builtin", "os-system"])
 def test_unsafe_file_refusal_never_advises_loading_it_anyway(tmp_path, data, finished, payload):
     path = copy_run(finished, tmp_path / "data")
@@ -431,3 +431,26 @@ def test_stale_result_json_of_the_wrong_types_is_skipped_with_one_line(tmp_path,
     assert len(lines) == 1 and "01_x/result.json" in lines[0], lines
     assert write_index(profile_dir, runs).is_file()  # the index is still written
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["index.html", "result.json"]
+
+
+# --- the competition's pickle (notebook 03's predict_images) -------------------------------------------
+
+def test_the_competitions_pickle_is_read_and_a_callable_in_one_is_refused(tmp_path):
+    """A plain pickle of the competition's layout loads; one that carries a callable is refused before
+    anything in it runs (the payload would create a file)."""
+    import pickle
+
+    from helpers.data import load_unlabelled
+    from helpers.data.unlabelled import UnsafePickle
+
+    data = np.random.default_rng(0).integers(0, 256, (4, 3072), dtype=np.uint8)
+    (tmp_path / "test.pkl").write_bytes(pickle.dumps({b"data": data, b"ids": [10, 11, 12, 13]}, protocol=4))
+    ids, images = load_unlabelled(tmp_path / "test.pkl")
+    assert ids == ["10", "11", "12", "13"] and images.shape == (4, 3, 32, 32)
+    assert np.array_equal(images.reshape(4, -1).numpy(), data)  # rows channel-major, as CIFAR's batches
+    marker = tmp_path / "the payload ran"
+    evil = Payload(os.system, f"touch '{marker}'")
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({b"data": evil, b"ids": [1]}))
+    with pytest.raises(UnsafePickle, match=r"evil.pkl: refused: the pickle asks for (posix|os)\.system"):
+        load_unlabelled(tmp_path / "evil.pkl")
+    assert not marker.exists()

@@ -22,7 +22,8 @@ from .. import DATA_DIR
 from .auto import DataChoice, choose_source
 from .cifar import load_cifar
 from .dataset import SIZE, Dataset, split_indices
-from .folder import IMAGE_EXTENSIONS, load_folder, load_unlabelled
+from .folder import IMAGE_EXTENSIONS, load_folder
+from .unlabelled import load_unlabelled
 from .synthetic import SHAPES, SYNTH, TEXTURES, make_synthetic
 
 __all__ = [

@@ -190,8 +190,11 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tenso
     """Seeded split of ``range(n)`` into (train_idx, val_idx), both sorted int64 tensors.
 
     Studies: 01, 02 and 05 (``val_fraction=0.1`` of the train images, through ``train.fit``; 03 and
-    04 follow their reports and evaluate on the test split). ``len(val_idx) == round(n * val_fraction)``: 50,000 at
-    0.1 gives 45,000/5,000. Same (n, val_fraction, seed), same split, on any machine with this torch.
+    04 follow their reports and evaluate on the test split). A permutation from a generator seeded
+    ``seed``: its first ``n - round(n * val_fraction)`` indices train, the rest validate, exactly as
+    ``torch.utils.data.random_split(range(n), [n_train, n_val], generator)`` splits (report 004's
+    code) and as report 000's code takes its permutation: 50,000 at 0.1 gives 45,000/5,000. Same
+    (n, val_fraction, seed), same split, on any machine with this torch.
     """
     n = as_count("n", n)
     if not 0.0 < val_fraction < 1.0:
@@ -201,6 +204,4 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tenso
         raise ValueError(f"val_fraction={val_fraction} of n={n} leaves an empty split "
                          f"({n - n_val} train / {n_val} val)")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return perm[n_val:].sort().values, perm[:n_val].sort().values
-
-
+    return perm[: n - n_val].sort().values, perm[n - n_val :].sort().values

@@ -1,8 +1,7 @@
 """``folder:PATH``: an ImageFolder-style tree ``train/<class>/*``, ``test/<class>/*``, or a tar of one.
 
 Decoded once, then cached as tensors under ``<root>/cache/`` (written through ``helpers.store``'s
-atomic writer; a damaged cache file is moved aside and the source decoded again). Also
-:func:`load_unlabelled`, the images notebook 03 writes a prediction file for.
+atomic writer; a damaged cache file is moved aside and the source decoded again).
 
 A dataset may come from anyone, so the layout is checked from the names alone before any file's
 bytes are read; only regular files are read (a link, a FIFO or a device is refused by name: a FIFO
@@ -397,38 +396,3 @@ def decode_images(items: list[tuple[str, object]]) -> Tensor:
     for i, (name, read) in enumerate(items):
         out[i] = _decode_one(name, read())
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
-
-
-def load_unlabelled(path: str | Path) -> tuple[list[str], Tensor]:
-    """Images without labels, to write a prediction file for (03's Kaggle-style ``predictions.csv``).
-
-    ``path`` is a folder of image files (IDs: the file names without extension, in sorted order;
-    any size, framed to 32x32 like a folder dataset), or a ``.npy`` / ``.pt`` array of N uint8
-    images shaped N,32,32,3 or N,3,32,32 (IDs: 0..N-1). Returns (ids, N,3,32,32 uint8 tensor).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"unlabelled image set {path} does not exist (a folder of images, or .npy/.pt)")
-    if path.is_dir():
-        files = sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith("."))
-        bad = [f.name for f in files if f.suffix.lower() not in IMAGE_EXTENSIONS]
-        if bad:
-            raise ValueError(f"{path}: not image files: {', '.join(bad[:5])} (valid: {', '.join(IMAGE_EXTENSIONS)})")
-        if not files:
-            raise ValueError(f"{path}: no image files")
-        images = decode_images([(str(f), lambda f=f: _read_file(f, str(f))) for f in files])  # regular files only
-        return [f.stem for f in files], images
-    if path.suffix not in (".npy", ".pt"):
-        raise ValueError(f"{path}: an unlabelled image set is a folder of images, a .npy or a .pt file")
-    try:
-        with store.open_regular(path) as f:  # not a FIFO or a device: those would block or never end
-            array = torch.as_tensor(np.load(f) if path.suffix == ".npy" else torch.load(f, weights_only=True))
-    except Exception as err:
-        raise ValueError(f"cannot read {path}: {type(err).__name__}: {err}") from err
-    if array.dtype != torch.uint8 or array.dim() != 4:
-        raise ValueError(f"{path}: expected uint8 images N,32,32,3 or N,3,32,32, got {array.dtype} {tuple(array.shape)}")
-    if array.shape[-1] == 3 and array.shape[1] != 3:
-        array = array.permute(0, 3, 1, 2)
-    if tuple(array.shape[1:]) != (3, SIZE, SIZE):
-        raise ValueError(f"{path}: expected images of 3x32x32, got {tuple(array.shape[1:])}")
-    return [str(i) for i in range(len(array))], array.contiguous()

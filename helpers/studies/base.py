@@ -12,7 +12,23 @@ notebook uses (notebook 03's epoch log lives in ``resnet_budget``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
+
+import pandas as pd
+
+LOGS = Path(__file__).parent / "logs"  # the authors' logged epochs, with their source (logs/README.md)
+
+
+def read_log(name: str, percent: tuple = ("train_acc", "val_acc", "test_acc")) -> pd.DataFrame:
+    """One of the authors' logs (``logs/<name>``) with its accuracies as fractions, as the engine's
+    histories hold them (01, 03 and 05 draw them beside their full-profile curves)."""
+    log = pd.read_csv(LOGS / name)
+    for column in percent:
+        if column in log:
+            log[column] = log[column] / 100
+    return log
+
 
 # --- the smoke profile: a few hundred synthetic images for a few seconds, the same for every study --
 
@@ -38,6 +54,7 @@ LOSS = "cross-entropy, the classification loss every report's setup implies"
 PADDING, P_FLIP = "padding 4, the usual CIFAR value", "p 0.5, the usual value"
 PARAMS = "counted from our implementation of the report's architecture"
 COMMON_SEED = "42, a common fixed seed"
+LAST_EPOCH = "the last epoch's weights: the report tests its trained model and names no checkpoint"
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,14 @@ class Study:
     protocol-card row (short, as the report puts it), ``chosen`` why we chose a value where it is
     silent, ``note`` what cannot be reproduced as reported, ``reported`` the report's own numbers
     that its notebook sets beside this run's.
+
+    Where the authors' code is public (``../shared/reference-reports/authors-code``), ``code`` holds
+    what it did per card row and ``text_differs`` the rows where the report's text says otherwise;
+    ``full`` then follows the code, which produced the report's numbers. ``readings`` offers other
+    readings of the protocol (name -> ``train`` / ``extra`` / ``chosen`` changes to ``full``;
+    ``extra["reading"]`` picks one). ``rows(S)`` adds study-specific card rows (this run's value
+    per row name); ``logs()`` gives the authors' logged curves, variant -> history in the engine's
+    columns and units, drawn beside the full profile's runs.
     """
 
     name: str                    # "bn_ablation": what settings(), the runner and -p know it by
@@ -97,13 +122,37 @@ class Study:
     stated: dict
     chosen: dict = field(default_factory=dict)
     smoke: dict = field(default_factory=dict)
+    smoke_extra: dict = field(default_factory=dict)
     note: str | None = None
     reported: dict = field(default_factory=dict)
+    code: dict = field(default_factory=dict)
+    text_differs: tuple = ()
+    readings: dict = field(default_factory=dict)
+    rows: Callable | None = None
+    logs: Callable | None = None
 
-    def profile(self, profile: str) -> dict:
-        """The profile's settings: ``dataset``, ``n_train``, ``n_test``, ``train`` and ``extra``."""
+    def reading(self, name: str | None = None) -> str | None:
+        """The protocol reading ``name`` (checked), or the study's default; None without readings."""
+        if not self.readings:
+            return None
+        name = self.full.get("extra", {}).get("reading") if name is None else name
+        if name not in self.readings:
+            raise ValueError(f"unknown reading {name!r} for {self.name}; valid: {', '.join(self.readings)}")
+        return name
+
+    def profile(self, profile: str, reading: str | None = None) -> dict:
+        """The profile's settings: ``dataset``, ``n_train``, ``n_test``, ``train`` and ``extra``, under
+        the protocol ``reading`` where the study has several."""
         scaled = {"full": {}, "quick": self.quick,
-                  "smoke": {**SMOKE_DATA, "train": {**SMOKE_TRAIN, **self.smoke}}}[profile]
+                  "smoke": {**SMOKE_DATA, "train": {**SMOKE_TRAIN, **self.smoke}, "extra": self.smoke_extra}}[profile]
+        read = self.readings.get(self.reading(reading), {}) if self.readings else {}
+        train = {**self.full["train"], **read.get("train", {}), **scaled.get("train", {})}
+        extra = {**self.full.get("extra", {}), **read.get("extra", {}), **scaled.get("extra", {})}
+        if self.readings:
+            extra["reading"] = self.reading(reading)
         return {"dataset": scaled.get("dataset", "auto"), "n_train": scaled.get("n_train"),
-                "n_test": scaled.get("n_test"), "train": {**self.full["train"], **scaled.get("train", {})},
-                "extra": {**self.full.get("extra", {}), **scaled.get("extra", {})}}
+                "n_test": scaled.get("n_test"), "train": train, "extra": extra}
+
+    def chosen_for(self, reading: str | None) -> dict:
+        """``chosen``, with the reading's own reasons where it has some."""
+        return {**self.chosen, **self.readings.get(reading, {}).get("chosen", {})} if reading else self.chosen

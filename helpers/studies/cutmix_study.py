@@ -13,7 +13,8 @@ import math
 import pandas as pd
 
 from .. import evidence as E
-from .base import BATCHES, COMMON_STATED, CROP_FLIP, ONE_VAL_SPLIT, OWN_STATS, P_FLIP, PADDING, PARAMS, Headline, Study
+from .base import (BATCHES, COMMON_STATED, CROP_FLIP, LAST_EPOCH, ONE_VAL_SPLIT, OWN_STATS, P_FLIP, PADDING, PARAMS,
+                   Headline, Study)
 
 STUDY = Study(
     name="cutmix_study",
@@ -44,7 +45,7 @@ STUDY = Study(
     chosen={
         "parameters": PARAMS, "batches per epoch": BATCHES, "crop": PADDING, "flips": P_FLIP,
         "normalisation": OWN_STATS, "batch size": "128, common for ResNet-18 on CIFAR",
-        "split": "split seed 42, the report's seed"},
+        "split": "split seed 42, the report's seed", "checkpoint tested": LAST_EPOCH},
     reported={
         # wrong predictions of 10,000 test images (baseline, CutMix) at a confidence of at least the key
         # (0: all wrong answers): report 001's Table 2

@@ -34,9 +34,26 @@ from matplotlib import MatplotlibDeprecationWarning
 
 from .. import evidence as E
 from ..cam import compute_cams, energy_in_mask, faithfulness, spread
-from ..evaluate import CHANGES, Predictions
+from ..evaluate import CHANGES, Predictions, failures, pick_diverse
 from ..models import Net
-from .base import BATCHES, COMMON_STATED, CROP_FLIP, LOSS, ONE_VAL_SPLIT, P_FLIP, PADDING, PARAMS, Headline, Study
+from .base import BATCHES, COMMON_STATED, CROP_FLIP, LOSS, ONE_VAL_SPLIT, Headline, Study, read_log
+
+CANONICAL = (6070, 4528, 9227)  # report 000's three canonical failures: test images of torchvision's CIFAR-10
+
+
+def card_rows(S) -> dict[str, str]:
+    """The study's own protocol-card rows: where Grad-CAM looks and which failures are studied (01)."""
+    return {"Grad-CAM layer": "the last block's second convolution, before its BatchNorm",
+            "failure cases": f"the {S.extra['failures']} most confident per model; the code's canonical three "
+                             f"({', '.join(map(str, S.extra['canonical']))}) on torchvision's CIFAR-10 test set"}
+
+
+def logs() -> dict:
+    """Report 000's code's logged epochs, variant -> history (train and validation loss and accuracy)."""
+    log = read_log("000_epochs.csv")
+    return {model: log[log["model"] == model].drop(columns="model").reset_index(drop=True)
+            for model in ("plain", "residual")}
+
 
 STUDY = Study(
     name="stress_test",
@@ -44,29 +61,52 @@ STUDY = Study(
     title="Stress-testing a CNN: confident failures, Grad-CAM and one residual change",
     report="000",
     dataset="cifar10",
-    # OneCycle max lr 0.01, stepped per batch (our choice); padding 4, flip p 0.5 and "mild" jitter 0.1 are
-    # ours; "CIFAR-10 channel means and standard deviations": the values are ours (report 003's)
+    # Report 000's code (authors-code/README.md): 5 blocks a stage, colour jitter 0.2, PyTorch's
+    # OneCycleLR defaults (momentum cycles 0.85-0.95), stepped per batch; CIFAR-10's usual constants.
     full=dict(train=dict(model="flexible_cnn", epochs=40, batch_size=64, lr=0.01, momentum=0.9, weight_decay=5e-4,
-                         schedule="onecycle", step_per="batch", augment=dict(CROP_FLIP, jitter=0.1),
-                         normalize="cifar10", val_fraction=0.1, split_seed=2026, seed=2026)),
-    quick=dict(n_train=10_000, n_test=2_000, train=dict(width=0.25, epochs=8, batch_size=64)),
-    variants=lambda extra: {"plain": dict(name="stress_test-plain", model_kwargs={"residual": False}),
-                            "residual": dict(name="stress_test-residual", model_kwargs={"residual": True})},
+                         schedule="onecycle", step_per="batch", cycle_momentum=True,
+                         augment=dict(CROP_FLIP, jitter=0.2), normalize="cifar10",
+                         val_fraction=0.1, split_seed=2026, seed=2026),
+              extra=dict(blocks=5, failures=12, canonical=CANONICAL)),
+    # quick: 2 blocks a stage (the card marks it scaled) so that make reports stays within 10 minutes
+    quick=dict(n_train=10_000, n_test=2_000, train=dict(width=0.25, epochs=8, batch_size=64), extra=dict(blocks=2)),
+    smoke=dict(),
+    variants=lambda extra: {
+        "plain": dict(name="stress_test-plain", model_kwargs={"residual": False, "blocks": extra["blocks"]}),
+        "residual": dict(name="stress_test-residual", model_kwargs={"residual": True, "blocks": extra["blocks"]})},
     headline=Headline("plain", "residual", "plain", "residual", (92.06, 93.41), weights="best"),
     stated={
         **COMMON_STATED, "dataset": "CIFAR-10", "images": ONE_VAL_SPLIT + " (90/10 split of the 50,000)",
         "split": "deterministic 90/10 split, fixed permutation; seed 2026 everywhere",
-        "model": "FlexibleCNN, plain vs residual", "epochs": "40", "batch size": "64", "learning rate": "max 0.01",
-        "schedule": "One-Cycle, max LR 0.01", "crop": "random crop with padding (padding not given)",
-        "flips": "random horizontal flip (p not given)", "colour jitter": "mild colour jitter (strength not given)",
+        "model": "FlexibleCNN, plain vs residual; 'several' 3x3 blocks a stage", "epochs": "40",
+        "batch size": "64", "learning rate": "max 0.01", "schedule": "One-Cycle, max LR 0.01",
+        "crop": "random crop with padding (padding not given)", "flips": "random horizontal flip (p not given)",
+        "colour jitter": "mild colour jitter (strength not given)",
         "normalisation": "CIFAR-10 channel means and stds (values not given)", "determinism": "deterministic cuDNN",
-        "seeds": "2026"},
-    chosen={
-        "parameters": PARAMS, "batches per epoch": BATCHES, "loss": LOSS, "crop": PADDING, "flips": P_FLIP,
-        "schedule": "torch's One-Cycle shape (30% warm-up from max/25, cosine down), stepped per batch: the "
-                    "report gives only the peak",
-        "colour jitter": "0.1 for 'mild' (brightness, contrast, saturation)",
-        "normalisation": "the common CIFAR-10 constants (report 003 prints them)"},
+        "seeds": "2026", "checkpoint tested": "the best validation checkpoint",
+        "Grad-CAM layer": "the last convolutional layer",
+        "failure cases": "three high-confidence mistakes from the baseline's ranking"},
+    code={
+        "images": "45,000 / 5,000 / 10,000",
+        "split": "a permutation of the 50,000 from a generator seeded 2026: first 45,000 train, last 5,000 validate",
+        "model": "5 blocks a stage (64, 128, 256 channels); both models build the projections",
+        "parameters": "7,427,914 in both (the plain model's forward pass uses 7,386,186)",
+        "epochs": "40", "batch size": "64, shuffled", "optimiser": "SGD",
+        "learning rate": "OneCycleLR max 0.01 (SGD's own 0.1 is overridden)",
+        "schedule": "OneCycleLR at PyTorch's defaults, per batch: 30% warm-up from max/25, cosine to max/25e4",
+        "momentum": "0.9 given, but OneCycleLR cycles it between 0.85 and 0.95",
+        "weight decay": "5e-4", "crop": "random crop 32, padding 4", "flips": "horizontal p 0.5",
+        "colour jitter": "brightness 0.2, contrast 0.2, saturation 0.2",
+        "normalisation": "mean (0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010); val and test: that only",
+        "seeds": "2026 for Python, NumPy and PyTorch", "determinism": "cuDNN deterministic, benchmark off",
+        "checkpoint tested": "the epoch with the best validation accuracy (strictly better than before)",
+        "Grad-CAM layer": "the last block's second conv, before that block's BN, shortcut and ReLU",
+        "failure cases": "top 12 per model by confidence; canonical: the plain model's top three, 6070, 4528, 9227"},
+    text_differs=("momentum",),
+    chosen={"batches per epoch": BATCHES, "loss": LOSS},
+    rows=card_rows,
+    logs=logs,
+    reported={"published_run": {"plain": 92.14, "residual": 93.52}},  # the code's own printed test accuracies
 )
 
 GROUPS = ("failure", "correct")
@@ -267,12 +307,15 @@ def change_counts(changes) -> pd.DataFrame:
     return pd.DataFrame({"images": counts.astype(int), "share (%)": 100 * counts / max(len(changes), 1)})
 
 
-def case_columns(table: pd.DataFrame, cmp: pd.DataFrame, name_b: str) -> pd.DataFrame:
+def case_columns(table: pd.DataFrame, cmp: pd.DataFrame, name_b: str, picked=None) -> pd.DataFrame:
     """The canonical failures for the page (01): one column per case ("#index"), one row per
     measured cue, as text. ``table``: :func:`helpers.evaluate.case_table` (confidence and Grad-CAM
     share shown in %); ``cmp``: :func:`helpers.evaluate.compare_cases` for the same indices, whose
-    model B (``name_b``) adds its prediction with its confidence and the change."""
+    model B (``name_b``) adds its prediction with its confidence and the change; ``picked``: how
+    each case was picked (:func:`study_cases`), shown first."""
     out = table.copy().astype(object)
+    if picked is not None:
+        out.insert(0, "picked by", list(picked))
     for col in ("confidence", "Grad-CAM share on object"):
         if col in out:
             out[col] = [f"{v:.0%}" if pd.notna(v) else "—" for v in table[col]]
@@ -280,3 +323,35 @@ def case_columns(table: pd.DataFrame, cmp: pd.DataFrame, name_b: str) -> pd.Data
     out["change"] = cmp["change"].to_numpy()
     out.index = [f"#{i}" for i in table.index]
     return out.T
+
+
+# --- which failures are studied --------------------------------------------------------------------
+
+def on_torchvision_test_set(S, data) -> bool:
+    """Whether test image k of this run is test image k of torchvision's CIFAR-10, the numbering of
+    report 000's canonical cases: the cifar10 source, its whole test split (01)."""
+    return S.data_choice.source == "cifar10" and len(data.test_labels) == 10_000
+
+
+def study_cases(S, data, preds: Predictions, k: int = 3) -> tuple[pd.DataFrame, str]:
+    """The failures notebook 01 studies one by one, and a sentence for the page: ``k`` of the plain
+    model's most confident failures picked to cover different error types
+    (:func:`helpers.evaluate.pick_diverse`) and, where the test images are numbered as torchvision's
+    CIFAR-10 test set, report 000's canonical three (``S.extra["canonical"]``) beside them, wrong or
+    right in this run. Rows as :func:`helpers.evaluate.failures` gives them, plus ``picked``."""
+    cases = pick_diverse(failures(preds, data.classes), k).assign(picked="this run's ranking")
+    canonical = list(S.extra["canonical"])
+    if not on_torchvision_test_set(S, data):
+        return cases, (f"Report 000's canonical failures are test images {', '.join(map(str, canonical))} of "
+                       f"torchvision's CIFAR-10 test set; this run's {len(data.test_labels):,} test images "
+                       f"({S.data_choice.source}) are numbered otherwise, so they cannot be looked up here.")
+    idx = np.array([i for i in canonical if i not in set(cases["index"])], dtype=np.int64)
+    names = np.asarray(list(data.classes), dtype=object)
+    labels = preds.labels[idx]
+    extra = pd.DataFrame({"index": idx, "true": labels, "pred": preds.pred[idx], "confidence": preds.conf[idx],
+                          "true_name": names[labels], "pred_name": names[preds.pred[idx]],
+                          "picked": "report 000's code"})
+    wrong = int((preds.pred[canonical] != preds.labels[canonical]).sum())
+    return pd.concat([cases, extra], ignore_index=True), (
+        f"Report 000's canonical failures, test images {', '.join(map(str, canonical))} of torchvision's "
+        f"CIFAR-10 test set, are studied beside them: this run's plain model gets {wrong} of the three wrong.")

@@ -25,7 +25,7 @@ from ..models import flops
 from ..plots import PALETTE
 from ..records import EXPLODE, VANISH, flag, layers
 from ..train import batches_per_epoch, lr_trace
-from .base import COMMON_SEED, COMMON_STATED, CROP_FLIP, LOSS, Headline, Study
+from .base import COMMON_SEED, COMMON_STATED, CROP_FLIP, LAST_EPOCH, LOSS, Headline, Study
 
 STUDY = Study(
     name="worksheet_analysis",
@@ -53,7 +53,8 @@ STUDY = Study(
         "schedule": "cosine annealing to 0 at epoch 25", "crop": "32x32, padding 4", "flips": "horizontal p 0.5",
         "normalisation": "mean (0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010)",
         "records": "gradients and weight updates every 100 batches"},
-    chosen={"loss": LOSS, "determinism": "deterministic kernels, for reproducible runs", "seeds": COMMON_SEED},
+    chosen={"loss": LOSS, "determinism": "deterministic kernels, for reproducible runs", "seeds": COMMON_SEED,
+            "checkpoint tested": LAST_EPOCH},
 )
 
 # Report 003: "no weight explosion (all values < 1.0)": the largest |weight| of every layer stays below.
