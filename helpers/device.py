@@ -23,6 +23,9 @@ def pick_device(name: str = "auto") -> torch.device:
         # say so now, in one line, rather than with a driver error once the model is built
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"TrainConfig: device {name!r} is not available here (no CUDA GPU found); use 'auto' or 'cpu'")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"TrainConfig: device {name!r} is not on this machine: it has "
+                             f"{torch.cuda.device_count()} CUDA GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
         if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise ValueError(f"TrainConfig: device {name!r} is not available here (no Apple GPU found); use 'auto' or 'cpu'")
         return device

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from .config import TrainConfig
 from .kernel import ROOT
 from .models import build_model, flops
 from .profiles import setting_names, settings
+from .progress import TrainingProgress
 
 RAY_EXCLUDES = ["data/", "reports/", ".venv/", ".git/", "benchmarks/results/", "docs/", "*.ipynb"]
 
@@ -83,15 +85,18 @@ def _data(job: Job):
     return _DATA[key]
 
 
-def run_job(job: Job, threads: int | None = None, device: str | None = None) -> dict:
+def run_job(job: Job, threads: int | None = None, device: str | None = None, on_epoch=None) -> dict:
     """Train (or load) one run in this process; ``threads``: torch intra-op threads for it;
-    ``device``: where to train (e.g. "cuda:1"; not part of the run's identity)."""
+    ``device``: where to train (e.g. "cuda:1"; not part of the run's identity); ``on_epoch(label,
+    phase name, epoch, epochs, seconds)`` after each trained epoch."""
     config = job.config if device is None else job.config.replace(device=device)
+    report_epoch = None if on_epoch is None else (
+        lambda c, epoch, seconds: on_epoch(job.label, c.name, epoch, c.epochs, seconds))
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
     start = time.perf_counter()
     try:
-        run = train.fit(config, _data(job), progress=False)
+        run = train.fit(config, _data(job), progress=False, on_epoch=report_epoch)
     finally:
         torch.set_num_threads(before)  # the caller's own thread count back (--train-first runs here)
     return {"label": job.label, "study": job.study, "path": str(run.path), "cached": run.cached,
@@ -129,15 +134,17 @@ def pending(jobs: list[Job]) -> list[Job]:
     forward FLOPs per image) so that no worker is left with one long run at the end: on the 9 quick
     runs, notebook order ended with one worker idle while the other trained.
     """
-    todo = []
-    for job in jobs:
-        data = _data(job)
-        if not train.cached(job.config, data):
-            c = job.config
-            with torch.random.fork_rng():  # building a model draws from the global generator
-                model = build_model(c.model, num_classes=data.num_classes, width=c.width, **c.model_kwargs)
-            todo.append((sum(p.epochs for p in c.phases) * len(data.train_labels) * flops(model)[1]["flops"], job))
-    return [job for _, job in sorted(todo, key=lambda t: -t[0])]
+    todo = [job for job in jobs if not train.cached(job.config, _data(job))]
+    return sorted(todo, key=lambda job: -(lambda w, epochs: w * epochs)(*work(job)))
+
+
+def work(job: Job) -> tuple[float, int]:
+    """(an epoch's work: training images x forward FLOPs per image, the run's epochs over all its
+    phases): what orders the jobs longest first and tells the time left."""
+    data, c = _data(job), job.config
+    with torch.random.fork_rng():  # building a model draws from the global generator
+        model = build_model(c.model, num_classes=data.num_classes, width=c.width, **c.model_kwargs)
+    return len(data.train_labels) * flops(model)[1]["flops"], sum(p.epochs for p in c.phases)
 
 
 def train_studies(studies: list[str], profile: str, dataset: str | None, params: dict, workers: int = 1,
@@ -152,9 +159,11 @@ def train_studies(studies: list[str], profile: str, dataset: str | None, params:
         if len(todo) < len(jobs):
             echo(f"{len(jobs) - len(todo)} of {len(jobs)} runs are in the run cache already", flush=True)
         jobs, workers = todo, min(workers, len(todo))
+    estimates = {job.label: work(job) for job in jobs} if ray is None else {}
+    if ray is None and workers > 1:
         _DATA.clear()  # the workers load their own copies; the notebooks run in kernels of their own
-        if not jobs:
-            return []
+    if not jobs:
+        return []
     where = (f"on the Ray cluster at {ray}" if ray not in (None, "local") else "on a local Ray cluster" if ray
              else f"in {workers} worker processes of {share(workers)} thread(s) each" if workers > 1
              else "in this process")
@@ -163,7 +172,11 @@ def train_studies(studies: list[str], profile: str, dataset: str | None, params:
     if ray is not None:
         results = train_ray(jobs, None if ray == "local" else ray, echo=echo)
     else:
-        results = train_local(jobs, workers, echo=echo)
+        progress = TrainingProgress(estimates, workers)
+        try:
+            results = train_local(jobs, workers, echo=echo, on_epoch=progress.epoch)
+        finally:
+            progress.close()
     echo(f"Trained in {time.perf_counter() - start:.0f} s; the notebooks load the runs from the cache", flush=True)
     return results
 
@@ -173,14 +186,22 @@ def train_studies(studies: list[str], profile: str, dataset: str | None, params:
 _WORKER: dict = {}
 
 
-def _start_worker(slots, threads: int, gpus: int) -> None:
-    """Worker initialiser: its share of the cores, and with several GPUs one GPU of its own."""
+def _start_worker(slots, threads: int, gpus: int, epochs=None) -> None:
+    """Worker initialiser: its share of the cores, with several GPUs one GPU of its own, and the queue
+    its runs' epochs go to (``epochs``; the driver prints them)."""
     slot = slots.get()
-    _WORKER.update(threads=threads, device=f"cuda:{slot % gpus}" if gpus > 1 else None)
+    _WORKER.update(threads=threads, device=f"cuda:{slot % gpus}" if gpus > 1 else None, epochs=epochs)
 
 
 def _work(job: Job) -> dict:
-    return run_job(job, _WORKER["threads"], _WORKER["device"])
+    queue = _WORKER["epochs"]
+    return run_job(job, _WORKER["threads"], _WORKER["device"], None if queue is None else lambda *e: queue.put(e))
+
+
+def _relay(queue, on_epoch) -> None:
+    """The driver's side of the epoch queue: each worker epoch to ``on_epoch`` until a None."""
+    for message in iter(queue.get, None):
+        on_epoch(*message)
 
 
 def share(workers: int) -> int:
@@ -188,29 +209,39 @@ def share(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def train_local(jobs: list[Job], workers: int = 1, threads: int | None = None, echo=print) -> list[dict]:
+def train_local(jobs: list[Job], workers: int = 1, threads: int | None = None, echo=print,
+                on_epoch=None) -> list[dict]:
     """Train ``jobs`` one after another (``workers=1``, in this process) or in ``workers`` processes,
     each with ``threads`` torch threads (default: the machine's cores shared out, at least 1) and, on
-    a machine with several GPUs, a GPU of its own."""
+    a machine with several GPUs, a GPU of its own. ``on_epoch`` (as :func:`run_job`'s) hears of every
+    trained epoch, the workers' too (through a queue this process reads)."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, not {workers}")
     threads = threads or share(workers)
     results = []
     if workers == 1:
         for job in jobs:
-            results.append(run_job(job, threads))
+            results.append(run_job(job, threads, on_epoch=on_epoch))
             report(len(results), len(jobs), results[-1], echo)
         return results
     ctx = get_context("spawn")  # a fresh interpreter per worker: no forked torch thread pools
     slots = ctx.Queue()
     for i in range(workers):
         slots.put(i)
-    gpus = torch.cuda.device_count()
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
-                             initargs=(slots, threads, gpus)) as pool:
-        for future in as_completed([pool.submit(_work, job) for job in jobs]):
-            results.append(future.result())
-            report(len(results), len(jobs), results[-1], echo)
+    epochs = ctx.Queue() if on_epoch is not None else None
+    relay = threading.Thread(target=_relay, args=(epochs, on_epoch), daemon=True) if epochs is not None else None
+    if relay is not None:
+        relay.start()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
+                                 initargs=(slots, threads, torch.cuda.device_count(), epochs)) as pool:
+            for future in as_completed([pool.submit(_work, job) for job in jobs]):
+                results.append(future.result())
+                report(len(results), len(jobs), results[-1], echo)
+    finally:
+        if relay is not None:
+            epochs.put(None)
+            relay.join(timeout=10)
     return results
 
 

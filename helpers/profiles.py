@@ -26,8 +26,9 @@ from .studies import Study
 
 PROFILES = ("smoke", "quick", "full")
 DATASETS = ("auto", "synthetic", "cifar10", "cifar100", "folder:PATH")
-SEEDS_FORMS = ("an integer k >= 1 (k seeds: the profile's seed, then +1, +2, ...), a list or tuple of distinct "
-               "integers, or a string '1,2,3' / '[1, 2, 3]'")
+MAX_SEEDS = 20  # each seed trains every run of a study again: more is a typo, not a plan
+SEEDS_FORMS = (f"an integer k from 1 to {MAX_SEEDS} (k seeds: the profile's seed, then +1, +2, ...), a list or "
+               f"tuple of at most {MAX_SEEDS} distinct integers, or a string '1,2,3' / '[1, 2, 3]'")
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,25 @@ class Settings:
         if choice.source == "synthetic":
             return make_synthetic(n_train=self.n_train or 50_000, n_test=self.n_test or 10_000,
                                   seed=self.config.split_seed)
+        self.check_sizes(data)
         if self.n_train or self.n_test:
             data = data.subset(self.n_train, self.n_test, seed=self.config.split_seed)
         return data
+
+    def check_sizes(self, data: Dataset) -> None:
+        """A ValueError naming the fix when ``data`` has fewer images than the profile keeps, or too few
+        to split off validation images (a small ``folder:`` dataset), before anything trains."""
+        have = {"n_train": len(data.train_labels), "n_test": len(data.test_labels)}
+        for name, want in (("n_train", self.n_train), ("n_test", self.n_test)):
+            if want is not None and want > have[name]:
+                fix = (f"set -p {name} {have[name]} (or fewer)" if have[name] >= 10 else
+                       "use a dataset with at least 10 images a split, or the full profile (all images)")
+                raise ValueError(f"the {self.profile} profile keeps {name}={want:,} images, but {data.name} has "
+                                 f"{have[name]:,}: {fix}")
+        n = min(self.n_train or have["n_train"], have["n_train"])
+        if self.config.val_fraction and not 0 < round(n * self.config.val_fraction) < n:
+            raise ValueError(f"{data.name}: {n} training images cannot be split {1 - self.config.val_fraction:.0%} "
+                             f"/ {self.config.val_fraction:.0%} into training and validation images: it needs more")
 
     def variants(self, seed: int | None = None) -> dict[str, TrainConfig]:
         """Variant -> its TrainConfig for ``seed`` (default: the first seed's, the protocol card's
@@ -134,7 +151,7 @@ def settings(study: str, profile: str = "quick", **overrides) -> Settings:
         raise ValueError(f"seed={given['seed']!r} and seeds={given['seeds']!r} disagree: the first seed is the run's seed")
     train["seed"] = seeds[0]
     config = TrainConfig(name=study, **train)
-    if config.precision != "fp32":  # bf16 with device "auto" on a machine without CUDA: say so now
+    if config.device != "auto" or config.precision != "fp32":  # cuda:99, or bf16 without CUDA: say so now
         check_precision(config.precision, pick_device(config.device))
     return Settings(study=spec, profile=profile, config=config, extra=extra, seeds=seeds, overrides=given, **top)
 
@@ -174,8 +191,9 @@ def parse_seeds(seeds, first: int) -> tuple[int, ...]:
             value = [int(part) for part in text.split(",")]
         except ValueError:
             value = None
-    if is_int(value) and value >= 1:
+    if is_int(value) and 1 <= value <= MAX_SEEDS:
         return tuple(range(first, first + value))
-    if isinstance(value, (list, tuple)) and value and all(is_int(v) for v in value) and len(set(value)) == len(value):
+    if (isinstance(value, (list, tuple)) and 0 < len(value) <= MAX_SEEDS and all(is_int(v) for v in value)
+            and len(set(value)) == len(value)):
         return tuple(value)
     raise ValueError(f"seeds must be {SEEDS_FORMS}; got {seeds!r}")

@@ -1,4 +1,5 @@
-"""What the runner prints: progress while a notebook runs, where it failed, and the summary table (runner).
+"""What the runner prints: runs training before the notebooks, progress while a notebook runs, where it
+failed, and the summary table (runner).
 
 Progress comes from nbclient's cell hooks (``on_cell_start``, ``on_cell_executed``), which papermill
 passes through as engine options, and from the notebook's printed lines (papermill's
@@ -24,8 +25,9 @@ from pathlib import Path
 
 import nbformat
 from papermill.exceptions import PapermillExecutionError
+from tqdm import tqdm
 
-from .page import headline_rows
+from .page import duration, headline_rows
 
 SLOW = 5.0        # seconds: plain mode reports cells at least this slow
 HEARTBEAT = 60.0  # seconds: plain mode says a long cell is still running this often
@@ -144,6 +146,57 @@ class Progress:
                 self.stream.write("\r" + " " * (shutil.get_terminal_size((100, 20)).columns - 1) + "\r")
                 self.stream.flush()
         return False
+
+
+# --- runs trained before the notebooks (--workers, --train-first) ---------------------------------
+
+class TrainingProgress:
+    """Each run's epochs as they finish, in the worker processes or here, with the time left (runner).
+
+    ``jobs``: run label -> (work of one epoch, its epochs over all phases); the work is any measure
+    proportional to an epoch's time (images x forward FLOPs). The time left is the work still to do
+    at the seconds per unit of work measured so far, shared by ``workers``. A terminal gets one bar
+    per run in training (tqdm); a log gets a line per epoch."""
+
+    def __init__(self, jobs: dict[str, tuple[float, int]], workers: int, stream=None, tty: bool | None = None):
+        self.jobs, self.workers = jobs, max(1, workers)
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.done = {label: 0 for label in jobs}
+        self.seconds = 0.0
+        self.bars: dict = {}
+        self.lock = threading.Lock()
+
+    def left(self) -> float | None:
+        """Seconds of training still to do, or None before the first epoch."""
+        done = sum(self.jobs[k][0] * n for k, n in self.done.items())
+        if not done:
+            return None
+        todo = sum(w * (epochs - self.done[k]) for k, (w, epochs) in self.jobs.items())
+        return self.seconds / done * todo / self.workers
+
+    def epoch(self, label: str, name: str, epoch: int, epochs: int, seconds: float) -> None:
+        """One epoch of run ``label`` (its phase ``name``: epoch ``epoch`` of ``epochs``) took ``seconds``."""
+        with self.lock:
+            self.done[label] = self.done.get(label, 0) + 1
+            self.seconds += seconds
+            left = self.left()
+            eta = "—" if left is None else duration(left)
+            phase = "" if label.startswith(f"{name} ") else f"{name} "  # a run's earlier phase says which
+            if self.tty:
+                bar = self.bars.get(label)
+                if bar is None:
+                    bar = self.bars[label] = tqdm(total=self.jobs.get(label, (0, epochs))[1], desc=label,
+                                                  unit="epoch", file=self.stream, position=len(self.bars), leave=False)
+                bar.update(1)
+                bar.set_postfix_str(f"{seconds:.1f} s/epoch, all runs: about {eta} left")
+            else:
+                print(f"[train] {label}: {phase}epoch {epoch}/{epochs} in {seconds:.1f} s; about {eta} left in all",
+                      file=self.stream, flush=True)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
 
 
 # --- a failed notebook ----------------------------------------------------------------------

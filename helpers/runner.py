@@ -124,6 +124,8 @@ def check_values(paths: list[Path], profile: str, dataset: str | None, params: d
         names = setting_names(study.name)
         try:
             s = settings(study.name, profile, dataset=dataset, **{k: v for k, v in params.items() if k in names})
+            if s.dataset.startswith("folder:"):  # decoded once and cached: the kernel then loads it in a second
+                s.load_data()
         except ValueError as err:
             raise UsageError(f"{path.stem}: {err}") from None
         if s.data_choice.fell_back:

@@ -245,13 +245,15 @@ def train_epoch(model, loader, opt, sched, config, num_classes, mix_generator, r
 # --- fit ------------------------------------------------------------------------------------
 
 def fit(config: TrainConfig, data: Dataset, *, root: str | Path | None = None, force: bool = False,
-        progress: bool = True) -> Run:
+        progress: bool = True, on_epoch=None) -> Run:
     """Train ``config`` on ``data`` or load the identical run from the cache (all notebooks).
 
     The model is named by the config (``config.model``) rather than passed in, so that its
     initialisation follows ``config.seed`` and the cache key covers it. ``force=True`` retrains.
     An interrupted run resumes from its last complete epoch and ends as an uninterrupted one would.
     A stored file that holds anything but tensors and numbers is refused (``store.UnsafeFile``).
+    ``on_epoch(config, epoch, seconds)`` is called after each trained epoch (the runner's workers
+    report their progress with it).
     """
     device = pick_device(config.device)
     check_precision(config.precision, device)  # bf16 with device "auto" on a machine without CUDA
@@ -259,7 +261,8 @@ def fit(config: TrainConfig, data: Dataset, *, root: str | Path | None = None, f
         keep_freed_memory()
     check_data(config, data)
     # a later phase starts from the earlier one's final weights: that run first (cached like any other)
-    previous = None if config.start_from is None else fit(config.start_from, data, root=root, progress=progress)
+    previous = None if config.start_from is None else fit(config.start_from, data, root=root, progress=progress,
+                                                          on_epoch=on_epoch)
     path = run_path(config, data, DATA_DIR if root is None else root)
     try:
         with store.locked(path):
@@ -272,7 +275,7 @@ def fit(config: TrainConfig, data: Dataset, *, root: str | Path | None = None, f
                         return load_run(config, data, path, info, device, previous)
                 except store.DamagedRun as e:
                     store.move_aside(path, str(e), "training again")
-            return train_run(config, data, path, device, progress, previous)
+            return train_run(config, data, path, device, progress, previous, on_epoch)
     except OSError as e:
         if e.errno not in store.STORAGE_ERRORS:
             raise
@@ -379,7 +382,7 @@ def start_or_resume(config: TrainConfig, data: Dataset, path: Path, device: torc
 
 
 def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.device, progress: bool,
-              previous: Run | None = None) -> Run:
+              previous: Run | None = None, on_epoch=None) -> Run:
     path.mkdir(parents=True, exist_ok=True)
     train_loader, val_loader = make_loaders(config, data, device)
     t, done = start_or_resume(config, data, path, device, len(train_loader), previous)
@@ -407,6 +410,8 @@ def train_run(config: TrainConfig, data: Dataset, path: Path, device: torch.devi
             done.best_state = {k: v.detach().clone() for k, v in t.model.state_dict().items()}
         done.epoch = epoch + 1
         store.save_checked(t.state(done), path / "checkpoint.pt")
+        if on_epoch is not None:
+            on_epoch(config, done.epoch, seconds)
         bar.update(1)
         bar.set_postfix({"loss": f"{train_loss:.3f}", "acc": f"{train_acc:.3f}", f"{split}_acc": f"{eval_acc:.3f}"})
     bar.close()

@@ -37,12 +37,15 @@ device = "auto"         # auto | cpu | cuda | mps
 precision = None        # None: fp32, as the report; "bf16" on a CUDA GPU is faster but not the report's
 output_dir = "../reports/interactive/01_stress_test"  # figures/ and metrics.json go here
 epochs = None           # None: the profile's number of epochs
+n_train = None          # None: the profile's training images (quick: a subset; full: all)
+n_test = None           # None: the profile's test images
 cam_images = 400        # test images whose plain and residual Grad-CAMs are compared image by image
 faithful_images = 32    # of those, images whose maps are scored for faithfulness (about 0.25 s each on a CPU)
 
 # %%
 S, data, head, figs = study.begin("stress_test", output_dir, profile=profile, dataset=dataset, seeds=seeds,
-                                  seed=seed, device=device, precision=precision, epochs=epochs)
+                                  seed=seed, device=device, precision=precision, epochs=epochs, n_train=n_train,
+                                  n_test=n_test)
 has_masks = data.test_masks is not None  # object masks: the synthetic source only
 
 # %% [markdown]

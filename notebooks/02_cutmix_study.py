@@ -38,6 +38,8 @@ device = "auto"         # auto | cpu | cuda | mps
 precision = None        # None: fp32, as the report; "bf16" on a CUDA GPU is faster but not the report's
 output_dir = "../reports/interactive/02_cutmix_study"  # figures/ and metrics.json go here
 epochs = None           # None: the profile's number of epochs
+n_train = None          # None: the profile's training images (quick: a subset; full: all)
+n_test = None           # None: the profile's test images
 n_cases = 5             # confident failures studied one by one (the report's five)
 reject_below = 0.7      # confidence threshold of the rejection example (the report's 70%)
 neighbours = 5          # nearest training images per studied failure, in the model's feature space
@@ -46,7 +48,8 @@ neighbours = 5          # nearest training images per studied failure, in the mo
 if not 1 <= n_cases <= 20 or not 0 < reject_below < 1:
     raise ValueError(f"need 1 <= n_cases <= 20 and 0 < reject_below < 1, got {n_cases!r}, {reject_below!r}")
 S, data, head, figs = study.begin("cutmix_study", output_dir, profile=profile, dataset=dataset, seeds=seeds,
-                                  seed=seed, device=device, precision=precision, epochs=epochs)
+                                  seed=seed, device=device, precision=precision, epochs=epochs, n_train=n_train,
+                                  n_test=n_test)
 
 # %% [markdown]
 # A network that overfits does not only get more test images wrong: it also becomes *sure* of its

@@ -41,6 +41,8 @@ device = "auto"         # auto | cpu | cuda | mps
 precision = None        # None: fp32, as the report; "bf16" on a CUDA GPU is faster but not the report's
 output_dir = "../reports/interactive/03_resnet_budget"  # figures/, metrics.json and predictions.csv go here
 epochs = None           # None: the profile's number of epochs (of the last phase)
+n_train = None          # None: the profile's training images (quick: a subset; full: all)
+n_test = None           # None: the profile's test images
 reading = None          # None: "code", the two phases the report's code ran; "text": its text's single cosine run
 predict_images = None   # images for predictions.csv: a folder of images, a .npy/.pt array or the competition's
                         # .pkl; None: the test split without its labels
@@ -50,7 +52,8 @@ budget = 5_000_000      # the competition's parameter budget
 if predict_images is not None and not Path(predict_images).exists():
     raise FileNotFoundError(f"predict_images: {predict_images} does not exist (a folder of images, .npy/.pt or .pkl)")
 S, data, head, figs = study.begin("resnet_budget", output_dir, profile=profile, dataset=dataset, seeds=seeds,
-                                  seed=seed, device=device, precision=precision, epochs=epochs, reading=reading)
+                                  seed=seed, device=device, precision=precision, epochs=epochs, n_train=n_train,
+                                  n_test=n_test, reading=reading)
 
 # %% [markdown]
 # How much accuracy fits into a fixed number of parameters? The model here is a ResNet that keeps

@@ -37,6 +37,8 @@ device = "auto"         # auto | cpu | cuda | mps
 precision = None        # None: fp32, as the report; "bf16" on a CUDA GPU is faster but not the report's
 output_dir = "../reports/interactive/04_worksheet_analysis"  # figures/ and metrics.json go here
 epochs = None           # None: the profile's number of epochs
+n_train = None          # None: the profile's training images (quick: a subset; full: all)
+n_test = None           # None: the profile's test images
 lr = None               # None: experiment 1's peak learning rate in the profile (the report: 0.15)
 lr_2 = None             # None: experiment 2's (the report: 0.20)
 batch_size_2 = None     # None: experiment 2's batch size (the report: 128)
@@ -47,7 +49,8 @@ log_to = "none"         # none | tensorboard | wandb: also copy the runs' logs t
 if log_to not in W.LOGGERS:
     raise ValueError(f"log_to must be one of {', '.join(W.LOGGERS)}, not {log_to!r}")
 S, data, head, figs = study.begin("worksheet_analysis", output_dir, profile=profile, dataset=dataset, seeds=seeds,
-                                  seed=seed, device=device, precision=precision, epochs=epochs, lr=lr, lr_2=lr_2,
+                                  seed=seed, device=device, precision=precision, epochs=epochs, n_train=n_train,
+                                  n_test=n_test, lr=lr, lr_2=lr_2,
                                   batch_size_2=batch_size_2, record_every=record_every)
 
 # %% [markdown]

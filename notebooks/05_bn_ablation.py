@@ -35,10 +35,13 @@ device = "auto"         # auto | cpu | cuda | mps
 precision = None        # None: fp32, as the report; "bf16" on a CUDA GPU is faster but not the report's
 output_dir = "../reports/interactive/05_bn_ablation"  # figures/ and metrics.json go here
 epochs = None           # None: the profile's number of epochs
+n_train = None          # None: the profile's training images (quick: a subset; full: all)
+n_test = None           # None: the profile's test images
 
 # %%
 S, data, head, figs = study.begin("bn_ablation", output_dir, profile=profile, dataset=dataset, seeds=seeds,
-                                  seed=seed, device=device, precision=precision, epochs=epochs)
+                                  seed=seed, device=device, precision=precision, epochs=epochs, n_train=n_train,
+                                  n_test=n_test)
 
 # %% [markdown]
 # Two copies of one small CNN (three convolution blocks and a 256-unit classifier with dropout)

@@ -189,3 +189,33 @@ def test_a_killed_ray_worker_is_retried_and_resumes_to_the_same_files(tmp_path, 
     [folder] = [p for p in (shared / "runs").iterdir() if p.is_dir()]
     assert store.verify_run(folder) is not None
     assert {folder.name: fingerprint(folder)} == expected
+
+
+def test_training_progress_says_each_epoch_and_the_time_left():
+    """Silent minutes no more: a line per trained epoch, with the time left from the seconds per unit
+    of work measured so far, shared by the workers."""
+    import io
+
+    from helpers.progress import TrainingProgress
+
+    out = io.StringIO()
+    progress = TrainingProgress({"a seed 1": (2.0, 4), "b seed 1": (1.0, 2)}, workers=2, stream=out, tty=False)
+    assert progress.left() is None
+    progress.epoch("a seed 1", "a", 1, 4, 10.0)  # 10 s for 2 units: 5 s a unit; 8 units left over 2 workers
+    assert progress.left() == pytest.approx(20.0)
+    progress.epoch("a seed 1", "a-phase1", 1, 2, 10.0)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[train] a seed 1: epoch 1/4 in 10.0 s; about 20.0 s left in all"
+    assert lines[1].startswith("[train] a seed 1: a-phase1 epoch 1/2 in 10.0 s")
+
+
+@pytest.mark.slow
+def test_workers_report_their_epochs_to_the_driver(tmp_path, monkeypatch):
+    jobs = parallel.plan(["bn_ablation"], "smoke", None, {})
+    monkeypatch.setenv("HELPERS_DATA", str(tmp_path / "workers"))
+    heard = []
+    parallel.train_local(jobs, workers=2, threads=1, echo=lambda *a, **k: None,
+                         on_epoch=lambda *message: heard.append(message))
+    assert sorted((label, epoch) for label, _, epoch, _, _ in heard) == sorted(
+        (j.label, e) for j in jobs for e in (1, 2))
+    assert all(seconds > 0 for *_, seconds in heard)

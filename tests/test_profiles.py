@@ -187,9 +187,10 @@ def test_seeds_accepted_forms(seeds, expected):
     assert parse_seeds(seeds, 42) == expected
 
 
-@pytest.mark.parametrize("seeds", [0, -2, True, 1.5, "a,b", "1;2", "", [], [1, 1], [1, "2"], [True], None, {1: 2}])
+@pytest.mark.parametrize("seeds", [0, -2, True, 1.5, "a,b", "1;2", "", [], [1, 1], [1, "2"], [True], None, {1: 2},
+                                   21, 100_000_000, list(range(21))])
 def test_bad_seeds_name_the_accepted_forms(seeds):
-    with pytest.raises(ValueError, match="seeds must be an integer k >= 1 .*a list or tuple .*'1,2,3'"):
+    with pytest.raises(ValueError, match="seeds must be an integer k from 1 to 20 .*a list or tuple .*'1,2,3'"):
         parse_seeds(seeds, 42)
 
 

@@ -463,7 +463,9 @@ def test_empty_data_is_rejected_before_training(tmp_path, sizes, val_fraction, m
     (["-p", "epochs", "-1"], "05_bn_ablation: TrainConfig: epochs must be a positive integer, not -1"),
     (["-p", "device", "gpu"], "05_bn_ablation: TrainConfig: unknown device 'gpu'; valid: auto, cpu, cuda, cuda:N, mps"),
     (["-p", "epochs", "many"], "05_bn_ablation: TrainConfig: epochs must be a positive integer, not 'many'"),
-    (["-p", "seeds", "two"], "05_bn_ablation: seeds must be an integer k >= 1"),
+    (["-p", "seeds", "two"], "05_bn_ablation: seeds must be an integer k from 1 to 20"),
+    (["-p", "seeds", "100000000"], "05_bn_ablation: seeds must be an integer k from 1 to 20"),  # not minutes of runs
+    (["-p", "device", "cuda:99"], "05_bn_ablation: TrainConfig: device 'cuda:99' is not"),  # not a kernel's error
 ])
 def test_runner_rejects_bad_values_before_running(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.setattr(runner, "run_one", lambda *a, **k: pytest.fail("a notebook was started"))
@@ -473,6 +475,27 @@ def test_runner_rejects_bad_values_before_running(tmp_path, capsys, monkeypatch,
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
     assert not out.exists()
+
+
+def test_runner_rejects_a_folder_dataset_smaller_than_the_profile_before_any_kernel(tmp_path, capsys, monkeypatch):
+    """A 6-image folder: the quick profile keeps 20,000 training images; one line names the fix."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / "six" / split / cls).mkdir(parents=True)
+            for i in range(2 if split == "train" else 1):  # 4 training images, 2 test images
+                Image.new("RGB", (32, 32), (40 * i, 0, 0)).save(tmp_path / "six" / split / cls / f"{i}.png")
+    monkeypatch.setattr(runner, "run_one", lambda *a, **k: pytest.fail("a notebook was started"))
+    with pytest.raises(SystemExit) as exit_:
+        runner.main(["05", "--no-pdf", "--output", str(tmp_path / "out"), "--dataset", f"folder:{tmp_path / 'six'}"])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the quick profile keeps n_train=20,000 images, but folder:" in last and "at least 10 images" in last
+    with pytest.raises(SystemExit):  # the full profile keeps all 6: too few to hold validation images out
+        runner.main(["05", "--no-pdf", "--output", str(tmp_path / "out"), "--dataset", f"folder:{tmp_path / 'six'}",
+                     "--profile", "full"])
+    assert "cannot be split 90% / 10%" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_runner_announces_a_fallback_to_the_synthetic_stand_in(tmp_path, capsys, monkeypatch):
