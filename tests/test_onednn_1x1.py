@@ -25,10 +25,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from helpers.models import MODELS, SAFE_1X1_CHANNELS, SubsampledConv1x1, build_model
+from helpers.models import SAFE_1X1_CHANNELS, SubsampledConv1x1, build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 NARROW = [("flexible_cnn", {"residual": True}), ("resnet18_cifar", {}), ("budget_resnet", {})]
