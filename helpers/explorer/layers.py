@@ -10,7 +10,7 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython import display as ipython_display  # display() looked up at each call: tests replace it
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from .. import page
 from ..plots import PALETTE
@@ -55,6 +55,7 @@ def layer_figure(means: dict[str, pd.DataFrame], layer: str, epoch: int) -> plt.
         ax.axvline(epoch, color="grey", ls="--", lw=1)
         ax.set(title=RECORD_COLUMNS[column], xlabel="epoch", yscale="log" if column != "weight_std" else "linear")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_minor_formatter(NullFormatter())  # a narrow log range labels every minor tick
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{layer}, epoch {epoch} marked", fontsize=10)
     fig.tight_layout()
