@@ -78,11 +78,13 @@ def test_views_are_computed_once_and_kept(bn, monkeypatch):
 
 def test_bad_indices_are_clear_errors(bn):
     ex = make(bn)
-    for bad in (ex.n, -1, 2.5, "3"):
+    for bad in (ex.n, -1, 2.5, "3", True):
         with pytest.raises(IndexError, match=rf"pick 0\.\.{ex.n - 1}"):
             ex.view(bad)
     with pytest.raises(ValueError, match=r"outside 0\.\."):
         make(bn, lists={"mine": [0, ex.n]})
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        make(bn, threads=0)
     with pytest.raises(ValueError, match="unknown list 'nope'; the lists: .*rescued by BatchNorm"):
         X.ExplorerWidget(ex).pick("nope")
 

@@ -68,7 +68,10 @@ class Explorer:
         self.n, self.percentiles, self.reasons = len(self.labels), tuple(percentiles), reasons or {}
         self.threads = threads
         if any(len(p) != self.n for p in preds.values()) or len(self.images) != self.n:
-            raise ValueError(f"{len(self.images)} images and predictions of {[len(p) for p in preds.values()]}")
+            raise ValueError(f"images and predictions must cover the same test images: {len(self.images)} images, "
+                             f"predictions of {[len(p) for p in preds.values()]}")
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, not {threads!r}")
         self.lists = {k: self._checked(k, v) for k, v in lists.items() if k != ALL} | {ALL: np.arange(self.n)}
         self.cache: OrderedDict[int, View] = OrderedDict()
 
@@ -80,7 +83,7 @@ class Explorer:
 
     def check(self, index) -> int:
         """``index`` as an int, or an error naming the valid range."""
-        if not isinstance(index, (int, np.integer)) or not 0 <= index < self.n:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < self.n:
             raise IndexError(f"test index {index!r} is out of range: pick 0..{self.n - 1}")
         return int(index)
 
@@ -179,6 +182,7 @@ def view_figure(view: View, image, classes) -> plt.Figure:
 
 
 def _bars(ax, view: View, name: str, classes) -> None:
+    """One model's five most probable classes as bars, for :func:`view_figure` (01, 02, 05)."""
     top = view.top5[name][::-1]
     colours = ["#2e7d32" if c == view.label else ("#c62828" if c == view.pred[name] else "#9e9e9e") for c, _ in top]
     bars = ax.barh([classes[c] for c, _ in top], [100 * p for _, p in top], color=colours)
@@ -192,6 +196,7 @@ def _bars(ax, view: View, name: str, classes) -> None:
 
 
 def _map(ax, view: View, name: str, kind: str, image, classes) -> None:
+    """One model's Grad-CAM over the image with its ROAD scores, for :func:`view_figure` (01, 02, 05)."""
     heat = view.maps[(name, kind)]
     ax.imshow(cam.overlay(np.asarray(image)[None], heat[None])[0])
     ax.axis("off")
