@@ -23,6 +23,8 @@ Sections (each module's docstring says what it times and why):
   (channels_last) and NHWC with glibc keeping freed memory (what ``fit`` does on CPU); each in fresh
   processes, alternated (target: >= 1.5x per model).
 - ``gradcam``: CAMs/s of ``helpers.cam.compute_cams``, batched vs one image at a time.
+- ``explorer``: seconds per image of ``helpers.explorer``'s view (first view and a cached revisit) for
+  notebooks 01, 02 and 05's models at their quick widths (target: <= 1 s per image).
 - ``recording``: images/s of ``helpers.train.train_epoch`` without and with notebook 04's per-layer
   gradient and weight-update records (target: records cost <= 10%).
 - ``end_to_end``: wall time and peak memory of the notebook runner (``python -m helpers.runner``)
@@ -47,6 +49,7 @@ from pathlib import Path
 
 from .cpu_path import bench_cpu_path
 from .end_to_end import bench_end_to_end
+from .explorer import bench_explorer
 from .gradcam import bench_gradcam
 from .harness import format_table, machine_info, write_json
 from .loader import bench_loader
@@ -62,6 +65,7 @@ SECTIONS = {
     "train_step": bench_train_step,
     "cpu_path": bench_cpu_path,
     "gradcam": bench_gradcam,
+    "explorer": bench_explorer,
     "recording": bench_recording,
     "end_to_end": bench_end_to_end,
     "real_data": bench_real_data,

@@ -17,6 +17,8 @@ functions and hold only the story and the figures. Read roughly in this order:
 - ``confidence``  confident errors, calibration, risk-coverage (02)
 - ``cam``         Grad-CAM through pytorch-grad-cam, map spread and faithfulness scores
 - ``plots``       the notebooks' shared figures
+- ``explorer``    any test image through both models, a layer's records at an epoch: ipywidgets in
+                  JupyterLab, a static panel in a report (01, 02, 04, 05)
 - ``page``        what a notebook displays for its report: title block, summary and verdict boxes,
                   banners, tables that fit the page, numbered figures; its metrics file
 - ``studies``     one module per study (settings, runs, headline, what its report states, its own

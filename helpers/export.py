@@ -13,6 +13,11 @@ Called by the runner (``helpers.runner``) after each notebook, into the executed
 Also the pairing of the source notebooks with their py:percent scripts (``python -m helpers.runner
 --sync``, jupytext), which strips their outputs.
 
+Widgets: a report has no kernel to drive them, and nbconvert would give a widget's output as an
+empty placeholder (HTML, with a script fetched from a CDN) or its "VBox(children=...)" text (PDF).
+:func:`drop_widgets` removes widget views from the exported copy; an output that carries another
+representation keeps it (``helpers.explorer``'s widgets carry a note saying where the live one is).
+
 Title: a notebook that displays ``helpers.page.title_block`` gets that title in the HTML ``<title>``
 and the PDF's metadata, and nbconvert's own LaTeX title page line (``\\maketitle`` with the file
 name and today's date) is left out, since the title block already says it. A notebook without one
@@ -83,9 +88,34 @@ def own_title(nb) -> str | None:
     return None
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def drop_widgets(nb) -> int:
+    """Remove widget views from a notebook's outputs (in place) and its saved widget state; an output
+    left with nothing but a text/plain repr goes altogether. Returns the number of views removed."""
+    removed = 0
+    for cell in nb.cells:
+        kept = []
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_VIEW in data:
+                removed += 1
+                del data[WIDGET_VIEW]
+                if set(data) <= {"text/plain"}:
+                    continue
+            kept.append(out)
+        if cell.cell_type == "code":
+            cell.outputs = kept
+    nb.metadata.pop("widgets", None)
+    return removed
+
+
 def read(executed: Path):
-    """The executed notebook, its title (or None) and nbconvert resources for its folder."""
+    """The executed notebook without widget views (:func:`drop_widgets`), its title (or None) and
+    nbconvert resources for its folder."""
     nb = nbformat.read(executed, as_version=4)
+    drop_widgets(nb)
     title = own_title(nb)
     if title:
         nb = copy.deepcopy(nb)

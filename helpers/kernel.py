@@ -1,7 +1,7 @@
 """The Jupyter kernel the runner executes notebooks in: this environment's Python, quiet (runner).
 
 - ``ensure_kernel``: the ``python3`` kernelspec papermill gets must start this interpreter.
-- ``kernel_env``: the environment variables the kernels inherit.
+- ``kernel_env``: the environment variables the kernels inherit (no progress bars, no live widgets).
 - ``quiet_kernel``: engine options for papermill that keep the kernel's own noise out of the
   runner's output. The kernel process inherits the runner's stdout/stderr, so whatever ipykernel
   logs there (``[IPKernelApp] WARNING | Kernel is running over TCP without encryption...``, the
@@ -100,6 +100,8 @@ def kernel_env():
     # Progress bars are for people watching a live notebook; in a saved report they are widget
     # placeholders ("HBox(children=...)") or pages of redrawn bars. The runner prints progress.
     os.environ["TQDM_DISABLE"] = "1"
+    # No frontend draws widgets here: helpers.explorer shows its static panel instead (its HEADLESS).
+    os.environ["HELPERS_HEADLESS"] = "1"
     try:
         yield
     finally:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from helpers import cam, page, plots, study
+from helpers import cam, explorer, page, plots, study
 from helpers import evaluate as ev
 from helpers.protocol import protocol_card
 from helpers.studies import stress_test as stress
@@ -275,6 +275,20 @@ else:
     attention_table = None
     display(Markdown("This dataset has no object masks (only the synthetic stand-in has), so this section is "
                      "skipped."))
+
+# %% [markdown]
+# ## 10. Any test image, through both models
+#
+# The sections above study images this notebook chose. Below you choose: any test image by its index,
+# by its true class, or from the lists computed here (the canonical failures, each model's failures
+# with the most confident first, the images the residual change rescued and those it broke). Both
+# models' top five classes sit beside each model's Grad-CAM for its own answer and for the true
+# class, and every map carries its ROAD score beside a random map's. Look for the failures where the
+# map for the true class does cover the object: the model found it and still preferred another class.
+# The report, which cannot run the explorer, shows its view of a few of the images instead.
+
+# %%
+explorer.compare(S, runs, preds, data, figs, lists={"studied failures (section 6)": case_idx})
 
 # %% [markdown]
 # ## Conclusion

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from helpers import cam, confidence, evidence, page, plots, study
+from helpers import cam, confidence, evidence, explorer, page, plots, study
 from helpers import evaluate as ev
 from helpers.models import build_model, count_parameters
 from helpers.protocol import protocol_card
@@ -387,6 +387,21 @@ figs.table({"wrong in both": {"images": less["both wrong"], "CutMix less confide
                               "p (share = 1/2)": evidence.format_p(less["p_value"])}},
            "less_confident", f"Images both models get wrong, seed {S.seeds[0]}; report 001: "
            f"{S.study.reported['less_confident'][0]:.1%} of {S.study.reported['less_confident'][1]:,}.", digits=1)
+
+# %% [markdown]
+# ## 12. Any test image, through both models
+#
+# The studied failures are a handful of images. The explorer below opens any other: pick a test image
+# by its index, by its true class, or from the lists computed here (the studied failures, each
+# model's failures with the most confident first, the images CutMix rescued and those it broke). It
+# sets both models' top five classes beside each model's Grad-CAM for its own answer and for the true
+# class, each map with its ROAD score beside a random map's. Worth comparing: how sure each model is
+# on the same failure, and whether the CutMix model's map for its answer sits on the object where
+# the baseline's sat on the background. The report, which cannot run the explorer, shows its view of
+# a few of the images instead.
+
+# %%
+explorer.compare(S, runs, preds, data, figs, lists={"studied failures (section 7)": case_idx})
 
 # %% [markdown]
 # ## Conclusion

@@ -21,7 +21,7 @@
 # %%
 import pandas as pd
 
-from helpers import page, plots, study
+from helpers import explorer, page, plots, study
 from helpers.models import build_model, count_parameters, flops, summary
 from helpers.profiles import settings
 from helpers.protocol import protocol_card
@@ -323,6 +323,19 @@ figs.table(lr_log, "lr_log", "This run's learning rate after the step, at the se
 full_configs = {v: configs[0] for v, configs in settings("worksheet_analysis", "full").runs().items()}
 figs.table(W.lr_readings(full_configs), "lr_readings",
            "Report 003's logged LR, and the full profile's schedule after the step and at the start.", digits=4)
+
+# %% [markdown]
+# ## 9. Any layer, any epoch
+#
+# The figures above follow a few layers or squeeze every layer into a heatmap. The explorer below
+# takes one layer (the dropdown) and one epoch (the slider) and gives both experiments' records of
+# that layer in that epoch, averaged over the epoch's records: mean |gradient| and gradient norm,
+# relative update, weight standard deviation and largest |weight|, under the whole run's curves with
+# the epoch marked. A layer whose relative update stays high while the others settle is one to
+# watch. The report, which cannot run the explorer, shows the first layer at the last epoch.
+
+# %%
+explorer.records({names[v]: r for v, r in first.items()}, figs)
 
 # %% [markdown]
 # ## Conclusion

@@ -22,7 +22,7 @@
 from IPython.display import Markdown, display
 
 from helpers import evaluate as ev
-from helpers import page, plots, study
+from helpers import explorer, page, plots, study
 from helpers.models import build_model, count_parameters
 from helpers.protocol import protocol_card
 
@@ -244,6 +244,21 @@ reported = S.study.reported["train_seconds"]
 figs.table({"training seconds": seconds, "seconds per epoch": {n: h["seconds"].mean() for n, h in first.items()}},
            "time", f"Training time of each model (report 004: {reported[0]} s and {reported[1]} s, "
            f"{100 * (reported[1] / reported[0] - 1):+.1f}%, on Apple MPS).")
+
+# %% [markdown]
+# ## 10. Any test image, through both models
+#
+# The grids above show images as the two models answered them. The explorer below opens any test
+# image, picked by its index, by its true class, or from the lists computed here (each model's
+# failures with the most confident first, the images BatchNorm rescued and those it broke), and sets
+# both models' top five classes beside each model's Grad-CAM for its own answer and for the true
+# class, each map with its ROAD score beside a random map's. Worth a look: whether the two models
+# attend to the same region of an image they both get right, and where the baseline's map sits on a
+# rescued image. The report, which cannot run the explorer, shows its view of a few of the images
+# instead.
+
+# %%
+explorer.compare(S, runs, preds, data, figs)
 
 # %% [markdown]
 # ## Conclusion

@@ -56,6 +56,11 @@ def test_smoke_run_prints_table_and_writes_json(tmp_path, capsys):
     cams = [r for r in rows if r["section"] == "gradcam" and "skipped" not in r]
     assert cams[0]["ratio"] == 1.0 and "one image at a time" in cams[0]["name"] and "batched" in cams[1]["name"]
 
+    views = [r for r in rows if r["section"] == "explorer"]
+    assert [r["name"].split(": ")[1].split(" (")[0] for r in views] == ["first view of an image", "revisit, from the cache"]
+    assert all(r["unit"] == "s/image" and r["target"] == "<= 1 s per image" and r["threads"] == 1 for r in views)
+    assert views[0]["compute_s"] > 0 and views[0]["draw_s"] > 0 and views[1]["value"] < views[0]["value"]
+
     e2e = [r for r in rows if r["section"] == "end_to_end"]
     assert e2e[0]["notebooks"] and all(v["status"] == "ok" for v in e2e[0]["notebooks"].values())
     assert any(r["unit"] == "GB" and r.get("target") == "<= 4 GB" for r in e2e)

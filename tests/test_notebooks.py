@@ -41,6 +41,8 @@ MAX_CELL_LINES = 15
 each = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 # Code that must not reach the report PDF (it has no code cells; these would be code text).
 CODE = ("import ", "display(", "figs.", "def ")
+# What a widget leaves in a report that cannot run it (helpers.explorer shows a static panel there).
+WIDGET_JUNK = ("VBox(", "HBox(", "children=", "application/vnd.jupyter.widget-view+json")
 POPPLER_HINT = "pdftotext/pdfimages not installed (apt-get install poppler-utils): report PDF text not checked"
 
 
@@ -136,6 +138,8 @@ def test_smoke_run_writes_metrics_and_figures(path, tmp_path):
     assert set(listed) == written, f"listed but not written: {set(listed) - written}; not listed: {written - set(listed)}"
     for name in listed:  # paths relative to output_dir, e.g. figures/loss_curves.png
         assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{name} is not a PNG"
+    html = (folder / f"{path.stem}.html").read_text(encoding="utf-8")
+    assert not [j for j in WIDGET_JUNK if j in html], "a widget's placeholder or repr in the HTML report"
     if pdf:
         check_report_pdf(folder / result.pdf, len(listed))
 
@@ -148,8 +152,8 @@ def check_report_pdf(pdf: Path, figures: int) -> None:
             pytest.fail(POPPLER_HINT)
         pytest.skip(POPPLER_HINT)
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
-    found = [c for c in CODE if c in text]
-    assert not found, f"code in the report PDF: {found}"
+    found = [c for c in CODE + WIDGET_JUNK if c in text]
+    assert not found, f"code or a widget's repr in the report PDF: {found}"
     images = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
     shown = [line for line in images.splitlines()[2:] if line.split()[2] == "image"]  # not "smask" rows
     assert len(shown) >= figures, f"{figures} figures saved, {len(shown)} images in the report PDF"
